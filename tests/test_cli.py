@@ -1,0 +1,41 @@
+"""The `mnist-mcu` command line: sub-commands exist, errors are one line with a non-zero exit."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent / "mnist-mcu"
+
+
+def run(*args, env=None):
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_help_lists_stages():
+    out = run("--help")
+    assert out.returncode == 0
+    for name in ("train", "compile", "evaluate", "benchmark"):
+        assert name in out.stdout
+
+
+def test_missing_data_dir_is_one_line(tmp_path):
+    import os
+
+    env = dict(os.environ, MNIST_DIR=str(tmp_path / "nowhere"))
+    out = run("train", "--epochs", "1", "--out-dir", str(tmp_path / "out"), env=env)
+    assert out.returncode == 2
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: MNIST") and "nowhere" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_compile_missing_model_is_one_line(tmp_path):
+    out = run("compile", str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "gen"))
+    assert out.returncode == 2 and out.stderr.startswith("error: model file") and out.stderr.count("\n") == 1
+    assert not (tmp_path / "gen").exists()
+
+
+def test_compile_rejects_int8_for_deepc(tmp_path):
+    model = Path(__file__).resolve().parents[1] / "model" / "mlp.onnx"
+    out = run("compile", str(model), "--backend", "deepc", "--dtype", "int8", "--out", str(tmp_path / "gen"))
+    assert out.returncode == 2 and "--backend native" in out.stderr

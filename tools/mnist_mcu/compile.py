@@ -1,0 +1,44 @@
+"""`mnist-mcu compile`: ONNX -> a model library under firmware/generated/."""
+
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+from .paths import GENERATED_DIR
+
+
+def default_out_dir(backend, dtype):
+    return GENERATED_DIR / ("deepc" if backend == "deepc" else f"native_{dtype}")
+
+
+def compile_model(onnx_path, backend, dtype="f32", out_dir=None, data_dir=None, calib_images=2000):
+    """Compile onnx_path with the chosen backend; returns the output folder."""
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise UserError(f"model file {onnx_path} not found; run `mnist-mcu train` or pass an existing .onnx")
+    out_dir = Path(out_dir) if out_dir else default_out_dir(backend, dtype)
+    if backend == "deepc":
+        if dtype != "f32":
+            raise UserError("the deepC backend only supports --dtype f32; use --backend native for int8")
+        from .deepc_backend import compile_deepc
+
+        return compile_deepc(onnx_path, out_dir)
+    from .native import compile_native
+
+    return compile_native(onnx_path, out_dir, dtype=dtype, data_dir=data_dir, calib_images=calib_images)
+
+
+@click.command("compile")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--backend", type=click.Choice(["deepc", "native"]), default="native", show_default=True)
+@click.option("--dtype", type=click.Choice(["f32", "int8"]), default="f32", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="output folder (default: firmware/generated/<deepc|native_DTYPE>)")
+@click.option("--data-dir", envvar="MNIST_DIR", default=None,
+              help="MNIST root for int8 calibration (training images only) [env: MNIST_DIR]")
+@click.option("--calib-images", default=2000, show_default=True, help="training images used to calibrate int8")
+def cli(model, backend, dtype, out_dir, data_dir, calib_images):
+    """Compile MODEL (ONNX) into C/C++ sources for the firmware."""
+    out = compile_model(model, backend, dtype, out_dir, data_dir, calib_images)
+    click.echo(f"wrote {out}")
