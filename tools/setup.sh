@@ -8,8 +8,8 @@ DEPS="$ROOT/.deps"
 PY="${PYTHON:-python3}"
 log() { printf '[setup] %s\n' "$*"; }
 
-# 1. System packages (cross compiler, newlib, QEMU).
-APT_PKGS="gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
+# 1. System packages (cross compiler, newlib, QEMU, OpenOCD to flash real boards).
+APT_PKGS="gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm openocd"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -32,7 +32,8 @@ STAMP="$VENV/.mnist-mcu-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   log "installing Python packages (PyTorch is large: a few minutes on first run)"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -e "$ROOT[train,dev]"
+  "$VENV/bin/pip" install -q -e "$ROOT[train,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import torch, onnxruntime, serial" || { echo "error: Python packages failed to install; see pip output above" >&2; exit 1; }
   touch "$STAMP"
 fi
 
