@@ -1,0 +1,115 @@
+"""TFLite-Micro style kernel tests: each optimised kernel against its plain
+reference kernel on the same vectors (odd sizes stress the loop tails), and the
+deterministic math against its bit-exact numpy mirror."""
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from mnist_mcu.native.emit import RUNTIME_DIR
+from mnist_mcu.native.host import build_shared
+from mnist_mcu.native.quantize import expf, logf, pack_pairs, quantize_multiplier, requant_ref, softmax_ref
+
+P = ctypes.c_void_p
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return ctypes.CDLL(str(build_shared(sorted(RUNTIME_DIR.glob("*.c")), [RUNTIME_DIR])))
+
+
+def ptr(a):
+    return a.ctypes.data_as(P)
+
+
+SIZES = [(1, 1), (2, 3), (3, 2), (7, 5), (37, 13), (100, 10), (784, 100)]
+
+
+@pytest.mark.parametrize("n_in,n_out", SIZES)
+def test_dense_f32_sparse_equals_reference(lib, n_in, n_out):
+    rng = np.random.default_rng(n_in * 1000 + n_out)
+    w = rng.standard_normal((n_out, n_in)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    idx, val = np.zeros(n_in, np.uint16), np.zeros(n_in, np.float32)
+    for relu in (0, 1):
+        x = rng.standard_normal(n_in).astype(np.float32)
+        x[rng.random(n_in) < 0.6] = 0
+        ref, opt = np.zeros(n_out, np.float32), np.zeros(n_out, np.float32)
+        lib.nn_dense_ref_f32(ptr(x), ptr(w), ptr(b), ptr(ref), n_in, n_out, relu)
+        wt = np.ascontiguousarray(w.T)
+        lib.nn_dense_f32(ptr(x), ptr(wt), ptr(b), ptr(opt), n_in, n_out, relu, ptr(idx), ptr(val))
+        assert np.array_equal(ref, opt)
+        px = rng.integers(0, 256, n_in).astype(np.uint8)
+        px[rng.random(n_in) < 0.7] = 0
+        lib.nn_dense_ref_f32(ptr(px.astype(np.float32)), ptr(w), ptr(b), ptr(ref), n_in, n_out, relu)
+        lib.nn_dense_u8_f32(ptr(px), ptr(wt), ptr(b), ptr(opt), n_in, n_out, relu, ptr(idx), ptr(val))
+        assert np.array_equal(ref, opt)
+
+
+@pytest.mark.parametrize("n_in,n_out", SIZES)
+def test_dense_int8_pairs_equals_reference(lib, n_in, n_out):
+    rng = np.random.default_rng(n_in * 7 + n_out)
+    wq = rng.integers(-127, 128, (n_out, n_in)).astype(np.int8)
+    bias = rng.integers(-50000, 50000, n_out).astype(np.int32)
+    words = pack_pairs(wq)
+    np_max = (n_in + 1) // 2
+    kk, vv = np.zeros(np_max, np.uint16), np.zeros(np_max, np.int32)
+    ref, opt = np.zeros(n_out, np.int32), np.zeros(n_out, np.int32)
+    for trial in range(4):
+        px = rng.integers(0, 256, n_in).astype(np.uint8)
+        px[rng.random(n_in) < (0.3 if trial else 1.0)] = 0           # trial 0: all zero
+        lib.nn_dense_ref_u8(ptr(px), ptr(wq), ptr(bias), ptr(ref), n_in, n_out)
+        n = lib.nn_pairs_u8(ptr(px), n_in, ptr(kk), ptr(vv))
+        lib.nn_dense_pairs_s8(ptr(kk), ptr(vv), n, ptr(words), words.shape[1], ptr(bias), ptr(opt), n_out)
+        assert np.array_equal(ref, opt)
+        assert np.array_equal(ref, bias + wq.astype(np.int64) @ px.astype(np.int64))
+        zx = int(rng.integers(-128, 128))
+        x = rng.integers(-128, 128, n_in).astype(np.int8)
+        x[rng.random(n_in) < 0.5] = zx
+        lib.nn_dense_ref_s8(ptr(x), zx, ptr(wq), ptr(bias), ptr(ref), n_in, n_out)
+        n = lib.nn_pairs_s8(ptr(x), zx, n_in, ptr(kk), ptr(vv))
+        lib.nn_dense_pairs_s8(ptr(kk), ptr(vv), n, ptr(words), words.shape[1], ptr(bias), ptr(opt), n_out)
+        assert np.array_equal(ref, opt)
+
+
+def test_requant_matches_numpy(lib):
+    rng = np.random.default_rng(3)
+    acc = np.concatenate([rng.integers(-2**24, 2**24, 4000), [0, 1, -1, 2**31 - 1, -2**31]]).astype(np.int32)
+    for r in (1e-6, 0.0037, 0.25, 0.5, 0.99999, 1.7, 300.0):
+        m, s = quantize_multiplier(r)
+        assert abs(m * 2.0 ** -s - r) <= r * 2 ** -30
+        mult = np.full(1, m, np.int32)
+        shift = np.full(1, s, np.int8)
+        y = np.zeros(len(acc), np.int8)
+        lib.nn_requant_ch_s8(ptr(acc), ptr(y), 1, len(acc), ptr(mult), ptr(shift), -5, -128, 127)
+        assert np.array_equal(y, requant_ref(acc.astype(np.int64), m, s, -5, -128, 127))
+
+
+def test_expf_logf_bit_exact_and_accurate(lib):
+    lib.nn_expf.restype = lib.nn_logf.restype = ctypes.c_float
+    lib.nn_expf.argtypes = lib.nn_logf.argtypes = [ctypes.c_float]
+    rng = np.random.default_rng(5)
+    xs = np.concatenate([rng.uniform(-90, 0, 3000), rng.uniform(-1, 1, 1000), [0.0, -87.0, -86.9, -1e-8]])
+    xs = xs.astype(np.float32)
+    got = np.array([lib.nn_expf(float(v)) for v in xs], np.float32)
+    assert np.array_equal(got.view(np.uint32), expf(xs).view(np.uint32))
+    ok = xs > -80
+    np.testing.assert_allclose(got[ok], np.exp(xs[ok].astype(np.float64)), rtol=3e-7)
+    ys = rng.uniform(1, 1000, 3000).astype(np.float32)
+    got = np.array([lib.nn_logf(float(v)) for v in ys], np.float32)
+    assert np.array_equal(got.view(np.uint32), logf(ys).view(np.uint32))
+    np.testing.assert_allclose(got, np.log(ys.astype(np.float64)), atol=3e-7)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_bit_exact(lib, log):
+    rng = np.random.default_rng(6)
+    x = (rng.standard_normal((50, 11)) * 8).astype(np.float32)
+    y = np.zeros_like(x)
+    fn = lib.nn_logsoftmax_f32 if log else lib.nn_softmax_f32
+    fn(ptr(x), ptr(y), 50, 11)
+    assert np.array_equal(y.view(np.uint32), softmax_ref(x, log=log).view(np.uint32))
+    z = x.astype(np.float64) - x.max(1, keepdims=True)
+    want = z - np.log(np.exp(z).sum(1, keepdims=True))
+    np.testing.assert_allclose(y, want if log else np.exp(want), atol=1e-6)

@@ -1,0 +1,153 @@
+"""Each operator on its own (and small combinations) in tiny random graphs with odd
+sizes: generated f32 C vs onnxruntime, generated int8 C vs the numpy integer
+reference (bit for bit), and the one-line errors for what is not supported."""
+
+import zlib
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from mnist_mcu.errors import UserError
+from mnist_mcu.native import build_graph, compile_native
+from mnist_mcu.native.host import HostModel
+from mnist_mcu.native.quantize import reference_int8
+from native_helpers import init, make_model, random_pixels, rng_w, run_ort
+
+H = helper.make_node
+
+
+def g_mlp_odd(rng):
+    nodes = [H("Flatten", ["input"], ["f"]), H("Gemm", ["f", "w1", "b1"], ["g1"], transB=1),
+             H("Relu", ["g1"], ["r"]), H("Gemm", ["r", "w2", "b2"], ["g2"], transB=1),
+             H("Softmax", ["g2"], ["output"])]
+    return nodes, [init("w1", rng_w(rng, 13, 35)), init("b1", rng_w(rng, 13)),
+                   init("w2", rng_w(rng, 3, 13)), init("b2", rng_w(rng, 3))], (1, 1, 5, 7)
+
+
+def g_gemm_attrs(rng):   # transB=0, alpha, beta, C of shape [1, N], no activation after
+    nodes = [H("Reshape", ["input", "shp"], ["f"]),
+             H("Gemm", ["f", "w1", "b1"], ["output"], transB=0, alpha=0.5, beta=2.0)]
+    return nodes, [init("shp", np.array([1, -1], np.int64)), init("w1", rng_w(rng, 21, 9)),
+                   init("b1", rng_w(rng, 1, 9))], (1, 1, 3, 7)
+
+
+def g_matmul_add(rng):
+    nodes = [H("Flatten", ["input"], ["f"]), H("MatMul", ["f", "w1"], ["m1"]), H("Add", ["m1", "b1"], ["a1"]),
+             H("Relu", ["a1"], ["r"]), H("MatMul", ["r", "w2"], ["m2"]), H("Add", ["b2", "m2"], ["a2"]),
+             H("LogSoftmax", ["a2"], ["output"], axis=-1)]
+    return nodes, [init("w1", rng_w(rng, 33, 17)), init("b1", rng_w(rng, 17)),
+                   init("w2", rng_w(rng, 17, 5)), init("b2", rng_w(rng, 1, 5))], (1, 1, 3, 11)
+
+
+def g_cnn(rng):
+    nodes = [H("Conv", ["input", "cw", "cb"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
+             H("Relu", ["c"], ["cr"]),
+             H("MaxPool", ["cr"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             H("Conv", ["p", "cw2"], ["c2"], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0]),
+             H("Relu", ["c2"], ["c2r"]),
+             H("Flatten", ["c2r"], ["f"]), H("Gemm", ["f", "w", "b"], ["g"], transB=1),
+             H("Softmax", ["g"], ["output"])]
+    return nodes, [init("cw", rng_w(rng, 4, 1, 3, 3)), init("cb", rng_w(rng, 4)),
+                   init("cw2", rng_w(rng, 5, 4, 3, 3)),
+                   init("w", rng_w(rng, 7, 5 * 2 * 2)), init("b", rng_w(rng, 7))], (1, 1, 11, 9)
+
+
+def g_conv_add_maxpool_pad(rng):   # Conv + Add(per-channel const) + MaxPool with padding + standalone Relu
+    nodes = [H("Conv", ["input", "cw"], ["c"], kernel_shape=[2, 3], auto_pad="SAME_UPPER"),
+             H("Add", ["c", "cb"], ["ca"]),
+             H("MaxPool", ["ca"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             H("Relu", ["p"], ["pr"]),
+             H("Reshape", ["pr", "shp"], ["f"]), H("Gemm", ["f", "w", "b"], ["output"], transB=1)]
+    return nodes, [init("cw", rng_w(rng, 3, 1, 2, 3)), init("cb", rng_w(rng, 1, 3, 1, 1)),
+                   init("shp", np.array([1, -1], np.int64)),
+                   init("w", rng_w(rng, 6, 3 * 4 * 3)), init("b", rng_w(rng, 6))], (1, 1, 7, 5)
+
+
+def g_add_two_acts(rng):   # f32 only: residual Add of two activations, MatMul of two activations
+    nodes = [H("Flatten", ["input"], ["f"]), H("Gemm", ["f", "w1", "b1"], ["g1"], transB=1),
+             H("Relu", ["g1"], ["r1"]), H("Gemm", ["r1", "w2", "b2"], ["g2"], transB=1),
+             H("Add", ["g2", "r1"], ["s"]), H("Reshape", ["s", "shp"], ["s2"]),
+             H("MatMul", ["s2", "s"], ["output"])]
+    return nodes, [init("w1", rng_w(rng, 6, 15)), init("b1", rng_w(rng, 6)),
+                   init("w2", rng_w(rng, 6, 6)), init("b2", rng_w(rng, 6)),
+                   init("shp", np.array([6, 1], np.int64))], (1, 1, 3, 5)
+
+
+GRAPHS = {"mlp_odd": g_mlp_odd, "gemm_attrs": g_gemm_attrs, "matmul_add": g_matmul_add, "cnn": g_cnn,
+          "conv_add_maxpool_pad": g_conv_add_maxpool_pad, "add_two_acts": g_add_two_acts}
+INT8 = ["mlp_odd", "gemm_attrs", "matmul_add", "cnn", "conv_add_maxpool_pad"]
+
+
+def _model(tmp_path, name):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    nodes, inits, shape = GRAPHS[name](rng)
+    return make_model(nodes, inits, shape, None, tmp_path / f"{name}.onnx"), shape, rng
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_f32_matches_onnxruntime(tmp_path, name):
+    path, shape, rng = _model(tmp_path, name)
+    out = compile_native(path, tmp_path / "gen", "f32")
+    px = random_pixels(rng, 64, int(np.prod(shape)))
+    got = HostModel(out).run(px)
+    want = run_ort(path, px, shape)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", INT8)
+def test_int8_matches_integer_reference(tmp_path, name):
+    path, shape, rng = _model(tmp_path, name)
+    size = int(np.prod(shape))
+    calib = random_pixels(rng, 200, size)
+    out = compile_native(path, tmp_path / "gen", "int8", calib_pixels=calib)
+    px = random_pixels(rng, 64, size)
+    got = HostModel(out).run(px)
+    g = build_graph(path, "int8", calib)
+    ref = reference_int8(g, px)
+    assert np.array_equal(got.view(np.uint32), ref.view(np.uint32))
+    # and it approximates the float model
+    want = run_ort(path, px, shape)
+    assert np.abs(got - want).max() < 0.25 * (np.abs(want).max() + 1)
+
+
+def test_int8_rejects_float_only_graph(tmp_path):
+    path, shape, rng = _model(tmp_path, "add_two_acts")
+    with pytest.raises(UserError, match="not supported with --dtype int8|int8"):
+        compile_native(path, tmp_path / "gen", "int8", calib_pixels=random_pixels(rng, 20, 15))
+
+
+def test_unsupported_operator_one_line(tmp_path):
+    nodes = [H("Flatten", ["input"], ["f"]), H("Sigmoid", ["f"], ["s"], name="sig"),
+             H("LSTM", ["s", "w", "r"], ["output"], name="x", hidden_size=2)]
+    import onnx
+    from onnx import TensorProto
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 2, 2])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)],
+                          [init("w", np.zeros((1, 8, 4), np.float32)), init("r", np.zeros((1, 8, 2), np.float32))])
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    out = tmp_path / "gen"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous")
+    with pytest.raises(UserError) as e:
+        compile_native(path, out, "f32")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("unsupported ONNX operator(s): Sigmoid (node 'sig'), LSTM (node 'x');")
+    assert "the native backend supports: Gemm" in msg
+    assert (out / "keep.txt").read_text() == "previous"          # nothing half-written
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".gen")] == []
+
+
+@pytest.mark.parametrize("attrs,word", [({"group": 2}, "group=2"), ({"dilations": [2, 2]}, "dilations")])
+def test_unsupported_attribute_named(tmp_path, attrs, word):
+    rng = np.random.default_rng(1)
+    cin = 2 if attrs.get("group") else 1
+    nodes = [H("Conv", ["input", "cw"], ["c"], kernel_shape=[3, 3], **attrs), H("Flatten", ["c"], ["output"])]
+    w = rng_w(rng, 2, 1, 3, 3)
+    path = make_model(nodes, [init("cw", w)], (1, cin, 6, 6), None, tmp_path / "m.onnx")
+    with pytest.raises(UserError, match=word) as e:
+        compile_native(path, tmp_path / "gen", "f32")
+    assert "Conv (node" in str(e.value)

@@ -1,0 +1,83 @@
+"""Helpers shared by the operator modules."""
+
+import numpy as np
+
+from ...errors import UserError
+
+
+def fail(node, msg):
+    raise UserError(f"{node}: {msg}")
+
+
+def check_attrs(node, allowed):
+    """allowed: {attribute: None (any value) | collection of accepted values}."""
+    unknown = sorted(set(node.attrs) - set(allowed))
+    if unknown:
+        fail(node, f"unsupported attribute(s) {', '.join(unknown)}")
+    for name, ok in allowed.items():
+        if ok is None or name not in node.attrs:
+            continue
+        val = node.attrs[name]
+        if isinstance(val, bytes):
+            val = val.decode()
+        if isinstance(val, list):
+            val = tuple(val)
+        if val not in ok:
+            fail(node, f"attribute {name}={val} is not supported (supported: {', '.join(map(str, ok))})")
+
+
+def attr_str(node, name, default):
+    v = node.attrs.get(name, default)
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def n_inputs(node, lo, hi=None):
+    real = [i for i in node.inputs if i]
+    hi = lo if hi is None else hi
+    if not (lo <= len(real) <= hi):
+        fail(node, f"expects {lo}{'' if hi == lo else f'..{hi}'} inputs, got {len(real)}")
+
+
+def activation(node, graph, idx):
+    t = graph.tensors[node.inputs[idx]]
+    if t.is_const:
+        fail(node, f"input {idx} ('{t.name}') must be an activation, not a constant")
+    return t
+
+
+def constant(node, graph, idx, what):
+    if len(node.inputs) <= idx or not node.inputs[idx]:
+        return None
+    t = graph.tensors[node.inputs[idx]]
+    if not t.is_const:
+        fail(node, f"{what} ('{t.name}') must be a constant initializer")
+    return t.data
+
+
+def set_out(node, graph, shape, idx=0):
+    graph.tensors[node.outputs[idx]].shape = tuple(int(d) for d in shape)
+
+
+def numel(shape):
+    return int(np.prod(shape)) if len(shape) else 1
+
+
+def pads_2d(node, in_hw, kernel, strides):
+    """(top, left, bottom, right) from pads / auto_pad."""
+    auto = attr_str(node, "auto_pad", "NOTSET")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = []
+        for d in range(2):
+            o = -(-in_hw[d] // strides[d])
+            total = max((o - 1) * strides[d] + kernel[d] - in_hw[d], 0)
+            b = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            out.append((b, total - b))
+        return out[0][0], out[1][0], out[0][1], out[1][1]
+    if auto == "VALID":
+        return 0, 0, 0, 0
+    p = list(node.attrs.get("pads", [0, 0, 0, 0]))
+    if len(p) != 4:
+        fail(node, f"pads={p} is not supported (2-D only)")
+    if min(p) < 0:
+        fail(node, "negative pads are not supported")
+    return p[0], p[1], p[2], p[3]

@@ -1,0 +1,74 @@
+/* Kernel library of the native backend (C99, no malloc, no libm, no I/O).
+ * Each optimised kernel has a plain reference kernel beside it (suffix _ref);
+ * tests run both on the same vectors. */
+#ifndef NN_RUNTIME_H
+#define NN_RUNTIME_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- deterministic math (same bits with glibc, newlib, any IEEE-754 FPU) ---- */
+float nn_expf(float x);
+float nn_logf(float x);
+void nn_softmax_f32(const float *x, float *y, int outer, int n);
+void nn_logsoftmax_f32(const float *x, float *y, int outer, int n);
+
+/* ---- float32 kernels ---- */
+void nn_lut_u8_f32(const uint8_t *x, const float *lut, float *y, int n);
+/* y[o] = b[o] + sum_i w[o*n_in + i] * x[i]   (w output-major) */
+void nn_dense_ref_f32(const float *x, const float *w, const float *b, float *y,
+                      int n_in, int n_out, int relu);
+/* same result, wt input-major (wt[i*n_out + o]); only nonzero inputs are visited */
+void nn_dense_f32(const float *x, const float *wt, const float *b, float *y,
+                  int n_in, int n_out, int relu, uint16_t *idx, float *val);
+void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y,
+                     int n_in, int n_out, int relu, uint16_t *idx, float *val);
+void nn_conv2d_f32(const float *x, const float *w, const float *b, float *y,
+                   int C, int H, int W, int M, int KH, int KW, int OH, int OW,
+                   int sh, int sw, int pt, int pl, int relu);
+void nn_maxpool2d_f32(const float *x, float *y, int C, int H, int W, int KH, int KW,
+                      int OH, int OW, int sh, int sw, int pt, int pl);
+void nn_relu_f32(const float *x, float *y, int n);
+void nn_add_f32(const float *a, const float *b, float *y, int n);
+void nn_matmul_f32(const float *a, const float *b, float *y, int m, int k, int n);
+
+/* ---- int8 kernels (int32 accumulation, fixed-point requantisation) ---- */
+void nn_lut_u8_s8(const uint8_t *x, const int8_t *lut, int8_t *y, int n);
+/* Collect pairs (x[2k]-zx, x[2k+1]-zx) that are not both zero: k -> kk[], packed
+ * int16 pair (low = even element) -> vv[].  Returns the number of pairs. */
+int nn_pairs_u8(const uint8_t *x, int n_in, uint16_t *kk, int32_t *vv);
+int nn_pairs_s8(const int8_t *x, int zx, int n_in, uint16_t *kk, int32_t *vv);
+/* acc[o] = bias[o] + sum over pairs of w[o][2k]*v.lo + w[o][2k+1]*v.hi
+ * w: words [n_out_pad/2][stride]; word = w[o][2k], w[o+1][2k], w[o][2k+1], w[o+1][2k+1] */
+void nn_dense_pairs_s8(const uint16_t *kk, const int32_t *vv, int np, const uint32_t *w,
+                       int stride, const int32_t *bias, int32_t *acc, int n_out);
+/* references: w int8 output-major [n_out][n_in] */
+void nn_dense_ref_u8(const uint8_t *x, const int8_t *w, const int32_t *bias, int32_t *acc,
+                     int n_in, int n_out);
+void nn_dense_ref_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *bias,
+                     int32_t *acc, int n_in, int n_out);
+/* round-half-up fixed-point: (acc * mult + 2^(shift-1)) >> shift, then + zp, clamp */
+int32_t nn_requant(int32_t acc, int32_t mult, int shift);
+void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const int32_t *mult,
+                      const int8_t *shift, int zp, int lo, int hi);
+void nn_dequant_ch_f32(const int32_t *acc, float *y, int n_ch, int inner, const float *scale,
+                       int relu);
+void nn_dequant_s8_f32(const int8_t *x, float *y, int n, float scale, int zp);
+/* int8 conv: requantised int8 output, or (yf != 0) dequantised float output */
+void nn_conv2d_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *bias,
+                  int C, int H, int W, int M, int KH, int KW, int OH, int OW,
+                  int sh, int sw, int pt, int pl,
+                  const int32_t *mult, const int8_t *shift, int zy, int lo, int hi,
+                  int8_t *y, const float *dq_scale, float *yf, int relu);
+void nn_maxpool2d_s8(const int8_t *x, int8_t *y, int C, int H, int W, int KH, int KW,
+                     int OH, int OW, int sh, int sw, int pt, int pl);
+void nn_relu_s8(const int8_t *x, int8_t *y, int n, int zp);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NN_RUNTIME_H */
