@@ -1,0 +1,126 @@
+#include "handlers.h"
+
+#include <string.h>
+
+#include "bsp.h"
+#include "image.h"
+#include "model.h"
+#include "protocol.h"
+
+#define MAX_PIXELS BODY_MAX   /* an image must fit in one frame */
+#define MAX_OUTPUTS 250u      /* class:u8 n:u8 f32[n] ticks:u32 fits in a body */
+
+static uint8_t pixels[MAX_PIXELS];
+static float outputs[MAX_OUTPUTS];
+static uint8_t reply[BODY_MAX - BODY_OVERHEAD];
+static int init_rc;
+
+/* Little-endian writer over the reply buffer. */
+typedef struct {
+    uint8_t *p;
+    size_t n;
+} writer_t;
+
+static void put_u8(writer_t *w, uint8_t v) { w->p[w->n++] = v; }
+static void put_u16(writer_t *w, uint16_t v) { put_u8(w, (uint8_t)v); put_u8(w, (uint8_t)(v >> 8)); }
+static void put_u32(writer_t *w, uint32_t v) { put_u16(w, (uint16_t)v); put_u16(w, (uint16_t)(v >> 16)); }
+
+static void put_f32(writer_t *w, float v)
+{
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    put_u32(w, bits);
+}
+
+static void put_str(writer_t *w, const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+    if (len > 255)
+        len = 255;
+    put_u8(w, (uint8_t)len);
+    if (len)
+        memcpy(w->p + w->n, s, len);
+    w->n += len;
+}
+
+void handlers_init(void) { init_rc = model_init(); }
+
+static void handle_info(const frame_t *f)
+{
+    const model_info_t *m = model_info();
+    writer_t w = {reply, 0};
+    put_u8(&w, PROTOCOL_VERSION);
+    put_u16(&w, m->input_size);
+    put_u16(&w, m->output_size);
+    put_u32(&w, bsp_cpu_hz());
+    put_u32(&w, bsp_tick_hz());
+    put_u32(&w, bsp_flash_used());
+    put_u32(&w, bsp_static_ram());
+    put_u32(&w, bsp_heap_peak());
+    put_u32(&w, bsp_stack_peak());
+    put_u32(&w, bsp_stack_size());
+    put_str(&w, m->name);
+    put_str(&w, m->backend);
+    put_str(&w, m->dtype);
+    put_str(&w, bsp_board_name());
+    link_send(MSG_INFO | MSG_REPLY, f->seq, reply, w.n);
+}
+
+static uint8_t argmax(const float *v, size_t n)
+{
+    size_t best = 0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] > v[best])
+            best = i;
+    return (uint8_t)best;
+}
+
+static void handle_infer(const frame_t *f)
+{
+    const model_info_t *m = model_info();
+    if (f->len < 1) {
+        link_send_error(f->seq, ERR_BAD_PAYLOAD, DETAIL_BAD_LENGTH);
+        return;
+    }
+    if (init_rc != 0 || m->input_size > MAX_PIXELS || m->output_size > MAX_OUTPUTS) {
+        link_send_error(f->seq, ERR_MODEL, (uint8_t)(init_rc ? init_rc : 0xFF));
+        return;
+    }
+    int bad = image_decode(f->payload[0], f->payload + 1, f->len - 1, pixels, m->input_size);
+    if (bad) {
+        link_send_error(f->seq, ERR_BAD_PAYLOAD, (uint8_t)bad);
+        return;
+    }
+    uint32_t t0 = bsp_ticks();
+    int rc = model_run(pixels, outputs);
+    uint32_t t1 = bsp_ticks();
+    if (rc != 0) {
+        link_send_error(f->seq, ERR_MODEL, (uint8_t)rc);
+        return;
+    }
+    writer_t w = {reply, 0};
+    put_u8(&w, argmax(outputs, m->output_size));
+    put_u8(&w, (uint8_t)m->output_size);
+    for (size_t i = 0; i < m->output_size; i++)
+        put_f32(&w, outputs[i]);
+    put_u32(&w, t1 - t0);
+    link_send(MSG_INFER | MSG_REPLY, f->seq, reply, w.n);
+}
+
+void handle_frame(const frame_t *f)
+{
+    switch (f->type) {
+    case MSG_INFO:
+        if (f->len != 0)
+            link_send_error(f->seq, ERR_BAD_PAYLOAD, DETAIL_BAD_LENGTH);
+        else
+            handle_info(f);
+        break;
+    case MSG_INFER:
+        handle_infer(f);
+        break;
+    default:
+        link_send_error(f->seq, ERR_UNKNOWN_TYPE, f->type);
+        break;
+    }
+}

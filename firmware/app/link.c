@@ -1,0 +1,90 @@
+#include "link.h"
+
+#include <string.h>
+
+#include "bsp.h"
+#include "cobs.h"
+#include "crc16.h"
+#include "protocol.h"
+
+/* COBS adds one byte per 254 plus one; one more lets a 1025-byte body reach
+ * the decoder and be reported as too long rather than overflow. */
+#define WIRE_MAX (BODY_MAX + BODY_MAX / 254u + 2u)
+
+static uint8_t rx_wire[WIRE_MAX];
+static uint8_t rx_body[WIRE_MAX];
+static uint8_t tx_body[BODY_MAX];
+static int discarding;  /* after an overflow: drop bytes until the next 0x00 */
+
+static link_status_t status(uint8_t code, uint8_t detail)
+{
+    link_status_t s = {code, detail};
+    return s;
+}
+
+/* Collects wire bytes up to a 0x00. Returns the length, or -1 on overflow. */
+static int read_wire(void)
+{
+    size_t n = 0;
+    for (;;) {
+        int c = bsp_uart_getc();
+        if (discarding) {
+            discarding = (c != 0);
+            continue;
+        }
+        if (c == 0) {
+            if (n > 0)
+                return (int)n;
+            continue;  /* empty frame: an idle or resync 0x00, not a request */
+        }
+        if (n == WIRE_MAX) {
+            discarding = 1;
+            return -1;
+        }
+        rx_wire[n++] = (uint8_t)c;
+    }
+}
+
+link_status_t link_receive(frame_t *frame)
+{
+    frame->seq = 0;
+    int n = read_wire();
+    if (n < 0)
+        return status(ERR_TOO_LONG, DETAIL_NONE);
+    int len = cobs_decode(rx_wire, (size_t)n, rx_body, sizeof rx_body);
+    if (len < 0)
+        return status(ERR_MALFORMED, DETAIL_COBS);
+    if (len < (int)BODY_OVERHEAD)
+        return status(ERR_MALFORMED, DETAIL_SHORT);
+    frame->seq = rx_body[1];  /* echoed in errors below, best effort */
+    if (len > (int)BODY_MAX)
+        return status(ERR_TOO_LONG, DETAIL_NONE);
+    uint16_t crc = (uint16_t)(rx_body[len - 2] | (rx_body[len - 1] << 8));
+    if (crc16_ccitt(rx_body, (size_t)len - 2) != crc)
+        return status(ERR_BAD_CRC, DETAIL_NONE);
+    frame->type = rx_body[0];
+    frame->payload = rx_body + 2;
+    frame->len = (size_t)len - BODY_OVERHEAD;
+    return status(0, 0);
+}
+
+void link_send(uint8_t type, uint8_t seq, const uint8_t *payload, size_t len)
+{
+    if (len > BODY_MAX - BODY_OVERHEAD)
+        return;  /* cannot happen with our replies; never send a broken frame */
+    tx_body[0] = type;
+    tx_body[1] = seq;
+    memcpy(tx_body + 2, payload, len);
+    uint16_t crc = crc16_ccitt(tx_body, len + 2);
+    tx_body[len + 2] = (uint8_t)crc;
+    tx_body[len + 3] = (uint8_t)(crc >> 8);
+    cobs_encode_to(tx_body, len + BODY_OVERHEAD, bsp_uart_write);
+    static const uint8_t end = 0;
+    bsp_uart_write(&end, 1);
+}
+
+void link_send_error(uint8_t seq, uint8_t code, uint8_t detail)
+{
+    const uint8_t payload[2] = {code, detail};
+    link_send(MSG_ERROR, seq, payload, sizeof payload);
+}

@@ -1,0 +1,42 @@
+/* Constants of the serial protocol, version 1 (docs/protocol.md). */
+#ifndef PROTOCOL_H
+#define PROTOCOL_H
+
+#define PROTOCOL_VERSION 1u
+
+#define BODY_MAX 1024u  /* type + seq + payload + crc */
+#define BODY_OVERHEAD 4u  /* type, seq, crc16 */
+
+enum msg_type {
+    MSG_INFO = 0x01,
+    MSG_INFER = 0x02,
+    MSG_FAULT = 0x7E,
+    MSG_ERROR = 0x7F,
+    MSG_REPLY = 0x80,  /* reply type = request type | MSG_REPLY */
+};
+
+enum err_code {
+    ERR_BAD_CRC = 1,
+    ERR_MALFORMED = 2,
+    ERR_TOO_LONG = 3,
+    ERR_UNKNOWN_TYPE = 4,
+    ERR_BAD_PAYLOAD = 5,
+    ERR_MODEL = 6,
+};
+
+/* ERROR details (the protocol leaves them free; these help debugging). */
+enum err_detail {
+    DETAIL_NONE = 0,
+    DETAIL_COBS = 1,             /* ERR_MALFORMED: invalid COBS */
+    DETAIL_SHORT = 2,            /* ERR_MALFORMED: body under 4 bytes */
+    DETAIL_BAD_ENCODING = 1,     /* ERR_BAD_PAYLOAD: unknown image encoding */
+    DETAIL_BAD_IMAGE = 2,        /* ERR_BAD_PAYLOAD: image does not decode to input_size */
+    DETAIL_BAD_LENGTH = 3,       /* ERR_BAD_PAYLOAD: payload length wrong for the type */
+};
+
+enum image_encoding {
+    ENC_RAW = 0,
+    ENC_ZERO_RUN = 1,
+};
+
+#endif /* PROTOCOL_H */

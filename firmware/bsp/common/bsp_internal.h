@@ -1,0 +1,17 @@
+/* Interfaces between the common Cortex-M support and a board family folder. */
+#ifndef BSP_INTERNAL_H
+#define BSP_INTERNAL_H
+
+#include <stdint.h>
+
+/* Board family: clocks, UART pins and peripheral set-up (bsp/<family>/). */
+void board_init(void);
+
+/* Common: tick timer set-up, from the CPU clock (ticks.c). */
+void ticks_init(uint32_t cpu_hz);
+
+/* Common: paint the unused stack so bsp_stack_peak() can find the high-water
+ * mark (memstats.c). Called first thing from Reset_Handler. */
+void stack_paint(void);
+
+#endif /* BSP_INTERNAL_H */

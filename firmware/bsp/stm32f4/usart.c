@@ -1,0 +1,44 @@
+/* Polled STM32F4 USART driver, shared by the emulated netduinoplus2 (USART1)
+ * and the NUCLEO-F446RE (USART2). The board file picks the instance. */
+#include "bsp.h"
+#include "stm32f4.h"
+
+#define USART_SR(b)  REG32((b) + 0x00u)
+#define USART_DR(b)  REG32((b) + 0x04u)
+#define USART_BRR(b) REG32((b) + 0x08u)
+#define USART_CR1(b) REG32((b) + 0x0Cu)
+
+#define SR_RXNE (1u << 5)
+#define SR_TXE  (1u << 7)
+#define CR1_RE  (1u << 2)
+#define CR1_TE  (1u << 3)
+#define CR1_UE  (1u << 13)
+
+static uint32_t console;
+
+void usart_init(uint32_t base, uint32_t pclk_hz, uint32_t baud)
+{
+    console = base;
+    USART_CR1(base) = 0;
+    /* 16x oversampling: BRR holds pclk/baud in 12.4 fixed point, rounded. */
+    USART_BRR(base) = (pclk_hz + baud / 2) / baud;
+    USART_CR1(base) = CR1_UE | CR1_TE | CR1_RE;
+}
+
+void bsp_uart_write(const uint8_t *buf, size_t len)
+{
+    while (len--) {
+        while (!(USART_SR(console) & SR_TXE)) {
+        }
+        USART_DR(console) = *buf++;
+    }
+}
+
+int bsp_uart_getc(void)
+{
+    /* Reading SR then DR also clears an overrun, so a lost byte cannot wedge
+     * the receiver; the protocol's CRC catches the damage. */
+    while (!(USART_SR(console) & SR_RXNE)) {
+    }
+    return (int)(USART_DR(console) & 0xFFu);
+}
