@@ -99,6 +99,52 @@ def test_cross_compiles_for_cortex_m4(tmp_path, model_path, calib, dtype):
         assert "smlad" in dis and "sxtb16" in dis
 
 
+RAM_BUDGET = 2560        # bytes of .data + .bss for the seed MLP's library (the firmware budget is 8 KB)
+FRAME_BUDGET = 160       # bytes of stack frame for any one function of the library
+
+
+def _size_columns(obj):
+    """(text, data, bss) of one object file, from arm-none-eabi-size (Berkeley format)."""
+    out = subprocess.run(["arm-none-eabi-size", str(obj)], capture_output=True, text=True, check=True).stdout
+    return tuple(int(v) for v in out.splitlines()[1].split()[:3])
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@pytest.mark.parametrize("dtype", ["f32", "int8"])
+def test_static_ram_and_stack_within_budget(tmp_path, model_path, calib, dtype):
+    """The library's static RAM is its activations only (no scratch arrays), and no kernel
+    keeps large arrays on the stack."""
+    out = compile_native(model_path, tmp_path / dtype, dtype, calib_pixels=calib)
+    ram, frames = 0, {}
+    for src in sorted(out.glob("*.c")):
+        obj = tmp_path / (src.stem + ".o")
+        cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, "-fstack-usage", f"-I{FIRMWARE_DIR / 'include'}", f"-I{out}",
+               str(src), "-o", str(obj)]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        _, data, bss = _size_columns(obj)
+        ram += data + bss
+        for line in obj.with_suffix(".su").read_text().splitlines():
+            where, size, kind = line.rsplit("\t", 2)
+            assert kind == "static", line
+            frames[where.rsplit(":", 1)[-1]] = int(size)
+    assert ram <= RAM_BUDGET, f"{dtype}: {ram} B of .data+.bss > {RAM_BUDGET} B"
+    assert max(frames.values()) <= FRAME_BUDGET, sorted(frames.items(), key=lambda kv: -kv[1])[:3]
+    text = (out / "model.c").read_text()
+    assert "nn_scratch" not in text
+    stats = compile_native.last_stats     # the generator's own account agrees with the object files
+    assert stats["ram_buffer_bytes"] + stats["ram_scratch_bytes"] == ram
+
+
+def test_generation_is_deterministic(tmp_path, model_path, calib):
+    """Regenerating into the same folder gives byte-identical files."""
+    for dtype in ("f32", "int8"):
+        out = compile_native(model_path, tmp_path / dtype, dtype, calib_pixels=calib)
+        first = {p.name: p.read_bytes() for p in out.iterdir()}
+        compile_native(model_path, out, dtype, calib_pixels=calib)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == first, dtype
+
+
 @pytest.mark.slow
 def test_full_test_set_accuracy(tmp_path, model_path, images):
     root = images[0]

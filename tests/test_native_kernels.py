@@ -31,20 +31,23 @@ def test_dense_f32_sparse_equals_reference(lib, n_in, n_out):
     rng = np.random.default_rng(n_in * 1000 + n_out)
     w = rng.standard_normal((n_out, n_in)).astype(np.float32)
     b = rng.standard_normal(n_out).astype(np.float32)
-    idx, val = np.zeros(n_in, np.uint16), np.zeros(n_in, np.float32)
+    wt = np.ascontiguousarray(w.T)
     for relu in (0, 1):
-        x = rng.standard_normal(n_in).astype(np.float32)
-        x[rng.random(n_in) < 0.6] = 0
-        ref, opt = np.zeros(n_out, np.float32), np.zeros(n_out, np.float32)
-        lib.nn_dense_ref_f32(ptr(x), ptr(w), ptr(b), ptr(ref), n_in, n_out, relu)
-        wt = np.ascontiguousarray(w.T)
-        lib.nn_dense_f32(ptr(x), ptr(wt), ptr(b), ptr(opt), n_in, n_out, relu, ptr(idx), ptr(val))
-        assert np.array_equal(ref, opt)
-        px = rng.integers(0, 256, n_in).astype(np.uint8)
-        px[rng.random(n_in) < 0.7] = 0
-        lib.nn_dense_ref_f32(ptr(px.astype(np.float32)), ptr(w), ptr(b), ptr(ref), n_in, n_out, relu)
-        lib.nn_dense_u8_f32(ptr(px), ptr(wt), ptr(b), ptr(opt), n_in, n_out, relu, ptr(idx), ptr(val))
-        assert np.array_equal(ref, opt)
+        for zero_frac in (0.0, 0.6, 0.97, 1.0):   # dense, sparse, a few nonzero (batch tails), none
+            x = rng.standard_normal(n_in).astype(np.float32)
+            x[rng.random(n_in) < zero_frac] = 0
+            ref, opt = np.zeros(n_out, np.float32), np.zeros(n_out, np.float32)
+            lib.nn_dense_ref_f32(ptr(x), ptr(w), ptr(b), ptr(ref), n_in, n_out, relu)
+            lib.nn_dense_f32(ptr(x), ptr(wt), ptr(b), ptr(opt), n_in, n_out, relu)
+            assert np.array_equal(ref, opt)
+            # pixels at an odd address: the kernel's 4-pixel zero test must not need alignment
+            buf = np.zeros(n_in + 1, np.uint8)
+            px = buf[1:]
+            px[:] = rng.integers(0, 256, n_in)
+            px[rng.random(n_in) < zero_frac] = 0
+            lib.nn_dense_ref_f32(ptr(px.astype(np.float32)), ptr(w), ptr(b), ptr(ref), n_in, n_out, relu)
+            lib.nn_dense_u8_f32(ptr(px), ptr(wt), ptr(b), ptr(opt), n_in, n_out, relu)
+            assert np.array_equal(ref, opt)
 
 
 @pytest.mark.parametrize("n_in,n_out", SIZES)
@@ -52,25 +55,46 @@ def test_dense_int8_pairs_equals_reference(lib, n_in, n_out):
     rng = np.random.default_rng(n_in * 7 + n_out)
     wq = rng.integers(-127, 128, (n_out, n_in)).astype(np.int8)
     bias = rng.integers(-50000, 50000, n_out).astype(np.int32)
-    words = pack_pairs(wq)
-    np_max = (n_in + 1) // 2
-    kk, vv = np.zeros(np_max, np.uint16), np.zeros(np_max, np.int32)
+    words = np.ascontiguousarray(pack_pairs(wq).T)     # one row of words per input pair
+    nw = words.shape[1]
+    assert nw == (n_out + 1) // 2
     ref, opt = np.zeros(n_out, np.int32), np.zeros(n_out, np.int32)
-    for trial in range(4):
-        px = rng.integers(0, 256, n_in).astype(np.uint8)
-        px[rng.random(n_in) < (0.3 if trial else 1.0)] = 0           # trial 0: all zero
+    for trial, zero_frac in enumerate((1.0, 0.3, 0.0, 0.9, 0.98)):   # all zero, ..., batch tails
+        buf = np.zeros(n_in + 1, np.uint8)
+        px = buf[1:]                                                   # odd address
+        px[:] = rng.integers(0, 256, n_in)
+        px[rng.random(n_in) < zero_frac] = 0
         lib.nn_dense_ref_u8(ptr(px), ptr(wq), ptr(bias), ptr(ref), n_in, n_out)
-        n = lib.nn_pairs_u8(ptr(px), n_in, ptr(kk), ptr(vv))
-        lib.nn_dense_pairs_s8(ptr(kk), ptr(vv), n, ptr(words), words.shape[1], ptr(bias), ptr(opt), n_out)
+        lib.nn_dense_pairs_u8(ptr(px), n_in, ptr(words), nw, ptr(bias), ptr(opt), n_out)
         assert np.array_equal(ref, opt)
         assert np.array_equal(ref, bias + wq.astype(np.int64) @ px.astype(np.int64))
         zx = int(rng.integers(-128, 128))
         x = rng.integers(-128, 128, n_in).astype(np.int8)
-        x[rng.random(n_in) < 0.5] = zx
+        x[rng.random(n_in) < max(zero_frac, 0.5 * (trial > 0))] = zx
         lib.nn_dense_ref_s8(ptr(x), zx, ptr(wq), ptr(bias), ptr(ref), n_in, n_out)
-        n = lib.nn_pairs_s8(ptr(x), zx, n_in, ptr(kk), ptr(vv))
-        lib.nn_dense_pairs_s8(ptr(kk), ptr(vv), n, ptr(words), words.shape[1], ptr(bias), ptr(opt), n_out)
+        lib.nn_dense_pairs_s8(ptr(x), zx, n_in, ptr(words), nw, ptr(bias), ptr(opt), n_out)
         assert np.array_equal(ref, opt)
+
+
+def test_requant_and_dequant_in_place(lib):
+    """int8 layers keep their int32 accumulators in the output buffer."""
+    rng = np.random.default_rng(4)
+    n = 37
+    acc = rng.integers(-2**20, 2**20, n).astype(np.int32)
+    mult = rng.integers(2**30, 2**31 - 1, n).astype(np.int32)
+    shift = rng.integers(10, 30, n).astype(np.int8)
+    want = np.zeros(n, np.int8)
+    lib.nn_requant_ch_s8(ptr(acc), ptr(want), n, 1, ptr(mult), ptr(shift), 3, -128, 127)
+    buf = acc.copy()
+    lib.nn_requant_ch_s8(ptr(buf), ptr(buf), n, 1, ptr(mult), ptr(shift), 3, -128, 127)
+    assert np.array_equal(buf.view(np.int8)[:n], want)
+    scale = rng.random(n).astype(np.float32)
+    for relu in (0, 1):
+        want = np.zeros(n, np.float32)
+        lib.nn_dequant_ch_f32(ptr(acc), ptr(want), n, 1, ptr(scale), relu)
+        buf = acc.copy()
+        lib.nn_dequant_ch_f32(ptr(buf), ptr(buf), n, 1, ptr(scale), relu)
+        assert np.array_equal(buf.view(np.float32), want)
 
 
 def test_requant_matches_numpy(lib):
@@ -110,6 +134,9 @@ def test_softmax_bit_exact(lib, log):
     fn = lib.nn_logsoftmax_f32 if log else lib.nn_softmax_f32
     fn(ptr(x), ptr(y), 50, 11)
     assert np.array_equal(y.view(np.uint32), softmax_ref(x, log=log).view(np.uint32))
+    z = x.copy()                      # in place (the generated code runs it in `outputs`)
+    fn(ptr(z), ptr(z), 50, 11)
+    assert np.array_equal(z.view(np.uint32), y.view(np.uint32))
     z = x.astype(np.float64) - x.max(1, keepdims=True)
     want = z - np.log(np.exp(z).sum(1, keepdims=True))
     np.testing.assert_allclose(y, want if log else np.exp(want), atol=1e-6)

@@ -7968,11 +7968,8 @@ static const float L2_b[10] = {
     -0.0314993374f, 0.0384972319f, 0.0494008549f, 0.0496955477f, -0.0680950806f, -0.116849273f, 0.0334032215f, -0.0596917309f, 0.0546534657f, -0.0304674581f
 };
 
-/* activations (reused between layers) and scratch */
+/* activations (reused between layers; int8 layers keep their int32 accumulators in their output buffer) */
 static float nn_buf0[100];
-static float nn_buf1[10];
-static float nn_scratch_float[784];
-static uint16_t nn_scratch_uint16[784];
 
 static const model_info_t nn_info = {"mlp", "native", "f32", 784u, 10u};
 
@@ -7989,10 +7986,10 @@ int model_init(void)
 int model_run(const uint8_t *pixels, float *outputs)
 {
     /* 1: Gemm+Relu '/0/0.1/Gemm' -> [1x100] */
-    nn_dense_u8_f32(pixels, L1_wt, L1_b, nn_buf0, 784, 100, 1, nn_scratch_uint16, nn_scratch_float);
+    nn_dense_u8_f32(pixels, L1_wt, L1_b, nn_buf0, 784, 100, 1);
     /* 2: Gemm '/0/0.3/Gemm' -> [1x10] */
-    nn_dense_f32(nn_buf0, L2_wt, L2_b, nn_buf1, 100, 10, 0, nn_scratch_uint16, nn_scratch_float);
+    nn_dense_f32(nn_buf0, L2_wt, L2_b, outputs, 100, 10, 0);
     /* 3: Softmax '/1/Softmax' -> [1x10] */
-    nn_softmax_f32(nn_buf1, outputs, 1, 10);
+    nn_softmax_f32(outputs, outputs, 1, 10);
     return 0;
 }

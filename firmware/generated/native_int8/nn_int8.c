@@ -5,6 +5,8 @@
  * On cores with the DSP extension (Cortex-M4/M7/M33) the dense kernel uses
  * SXTB16 + SMLAD (two 16-bit MACs per instruction); elsewhere a portable C path
  * computes the identical integers. */
+#include <string.h>
+
 #include "nn_runtime.h"
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32) && !defined(NN_NO_DSP)
@@ -22,31 +24,6 @@ void nn_lut_u8_s8(const uint8_t *x, const int8_t *lut, int8_t *y, int n)
 static inline int32_t pack16(int32_t lo, int32_t hi)
 {
     return (int32_t)(((uint32_t)lo & 0xffffu) | ((uint32_t)hi << 16));
-}
-
-int nn_pairs_u8(const uint8_t *x, int n_in, uint16_t *kk, int32_t *vv)
-{
-    int n = 0, k = 0;
-    for (; 2 * k + 1 < n_in; k++) {
-        const uint32_t a = x[2 * k], b = x[2 * k + 1];
-        if (a | b) { kk[n] = (uint16_t)k; vv[n] = (int32_t)(a | (b << 16)); n++; }
-    }
-    if (2 * k < n_in && x[2 * k]) { kk[n] = (uint16_t)k; vv[n] = (int32_t)x[2 * k]; n++; }
-    return n;
-}
-
-int nn_pairs_s8(const int8_t *x, int zx, int n_in, uint16_t *kk, int32_t *vv)
-{
-    int n = 0, k = 0;
-    for (; 2 * k + 1 < n_in; k++) {
-        const int32_t a = x[2 * k] - zx, b = x[2 * k + 1] - zx;
-        if (a | b) { kk[n] = (uint16_t)k; vv[n] = pack16(a, b); n++; }
-    }
-    if (2 * k < n_in) {
-        const int32_t a = x[2 * k] - zx;
-        if (a) { kk[n] = (uint16_t)k; vv[n] = pack16(a, 0); n++; }
-    }
-    return n;
 }
 
 #if NN_USE_DSP
@@ -67,38 +44,140 @@ static inline int32_t sxtb16_ror8(uint32_t x)
 #define MAC_HI(acc, wd, v) acc += (int32_t)(int8_t)((wd) >> 8) * VLO(v) + (int32_t)(int8_t)((wd) >> 24) * VHI(v)
 #endif
 
-void nn_dense_pairs_s8(const uint16_t *kk, const int32_t *vv, int np, const uint32_t *w,
-                       int stride, const int32_t *bias, int32_t *acc, int n_out)
+/* acc[0 .. 4*nq) += the contributions of two input pairs: values v0, v1 (packed
+ * int16 lanes), weight rows w0, w1 (2 words = 4 outputs per step). */
+static inline void mac_2pairs_x4(const uint32_t *w0, const uint32_t *w1, int32_t v0, int32_t v1,
+                                 int32_t *acc, int nq)
 {
-    int o = 0;
-    for (; o + 4 <= n_out; o += 4) {
-        const uint32_t *w0 = w + (long)(o >> 1) * stride;
-        const uint32_t *w1 = w0 + stride;
-        int32_t a0 = bias[o], a1 = bias[o + 1], a2 = bias[o + 2], a3 = bias[o + 3];
-        for (int j = 0; j < np; j++) {
-            const uint32_t k = kk[j];
-            const int32_t v = vv[j];
-            const uint32_t p = w0[k], q = w1[k];
-            MAC_LO(a0, p, v);
-            MAC_HI(a1, p, v);
-            MAC_LO(a2, q, v);
-            MAC_HI(a3, q, v);
-        }
-        acc[o] = a0; acc[o + 1] = a1; acc[o + 2] = a2; acc[o + 3] = a3;
+    if (nq <= 0) return;
+#if NN_USE_DSP
+    /* hand-scheduled: GCC spills in this loop; 26 instructions per 16 MACs */
+    int32_t a0, a1, a2, a3;
+    uint32_t p, t;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldrd   %[a0], %[a1], [%[acc]]\n\t"
+        "ldrd   %[a2], %[a3], [%[acc], #8]\n\t"
+        "ldr    %[p], [%[w0]], #4\n\t"
+        "sxtb16 %[t], %[p], ror #8\n\t"
+        "sxtb16 %[p], %[p]\n\t"
+        "smlad  %[a0], %[p], %[v0], %[a0]\n\t"
+        "smlad  %[a1], %[t], %[v0], %[a1]\n\t"
+        "ldr    %[p], [%[w0]], #4\n\t"
+        "sxtb16 %[t], %[p], ror #8\n\t"
+        "sxtb16 %[p], %[p]\n\t"
+        "smlad  %[a2], %[p], %[v0], %[a2]\n\t"
+        "smlad  %[a3], %[t], %[v0], %[a3]\n\t"
+        "ldr    %[p], [%[w1]], #4\n\t"
+        "sxtb16 %[t], %[p], ror #8\n\t"
+        "sxtb16 %[p], %[p]\n\t"
+        "smlad  %[a0], %[p], %[v1], %[a0]\n\t"
+        "smlad  %[a1], %[t], %[v1], %[a1]\n\t"
+        "ldr    %[p], [%[w1]], #4\n\t"
+        "sxtb16 %[t], %[p], ror #8\n\t"
+        "sxtb16 %[p], %[p]\n\t"
+        "smlad  %[a2], %[p], %[v1], %[a2]\n\t"
+        "smlad  %[a3], %[t], %[v1], %[a3]\n\t"
+        "strd   %[a0], %[a1], [%[acc]], #8\n\t"
+        "strd   %[a2], %[a3], [%[acc]], #8\n\t"
+        "subs   %[n], %[n], #1\n\t"
+        "bne    1b\n\t"
+        : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [n] "+r"(nq),
+          [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [p] "=&r"(p), [t] "=&r"(t)
+        : [v0] "r"(v0), [v1] "r"(v1)
+        : "cc", "memory");
+#else
+    for (; nq > 0; nq--, w0 += 2, w1 += 2, acc += 4) {
+        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+        MAC_LO(a0, w0[0], v0);
+        MAC_HI(a1, w0[0], v0);
+        MAC_LO(a2, w0[1], v0);
+        MAC_HI(a3, w0[1], v0);
+        MAC_LO(a0, w1[0], v1);
+        MAC_HI(a1, w1[0], v1);
+        MAC_LO(a2, w1[1], v1);
+        MAC_HI(a3, w1[1], v1);
+        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
     }
-    for (; o < n_out; o += 2) {   /* rows are padded to an even count */
-        const uint32_t *w0 = w + (long)(o >> 1) * stride;
-        int32_t a0 = bias[o], a1 = (o + 1 < n_out) ? bias[o + 1] : 0;
-        for (int j = 0; j < np; j++) {
-            const uint32_t p = w0[kk[j]];
-            const int32_t v = vv[j];
-            MAC_LO(a0, p, v);
-            MAC_HI(a1, p, v);
+#endif
+}
+
+/* acc += the contributions of input pairs k0 and k1 (values v0, v1);
+ * w: words [n_pairs][nw], nw = ceil(n_out / 2).  The rows of one pair are
+ * contiguous, so the weights are streamed in order. */
+static void pairs_acc2(const uint32_t *w, int nw, int32_t *acc, int n_out,
+                       int k0, int32_t v0, int k1, int32_t v1)
+{
+    const uint32_t *w0 = w + (long)k0 * nw;
+    const uint32_t *w1 = w + (long)k1 * nw;
+    const int nq = n_out >> 2;
+    mac_2pairs_x4(w0, w1, v0, v1, acc, nq);
+    for (int o = 4 * nq; o < n_out; o += 2) {   /* last 1..3 outputs */
+        const uint32_t p = w0[o >> 1], q = w1[o >> 1];
+        int32_t a = acc[o];
+        MAC_LO(a, p, v0);
+        MAC_LO(a, q, v1);
+        acc[o] = a;
+        if (o + 1 < n_out) {   /* else the word's second row is padding */
+            int32_t b = acc[o + 1];
+            MAC_HI(b, p, v0);
+            MAC_HI(b, q, v1);
+            acc[o + 1] = b;
         }
-        acc[o] = a0;
-        if (o + 1 < n_out) acc[o + 1] = a1;
     }
 }
+
+/* nonzero pairs are accumulated two at a time; pk/pv hold the pending one */
+#define PUSH_PAIR(k, v) do {                                                  \
+        if (pk < 0) { pk = (k); pv = (v); }                                   \
+        else { pairs_acc2(w, nw, acc, n_out, pk, pv, (k), (v)); pk = -1; }    \
+    } while (0)
+/* a last odd pair goes with a zero partner (adds exactly 0) */
+#define FLUSH_PAIR() do { if (pk >= 0) pairs_acc2(w, nw, acc, n_out, pk, pv, pk, 0); } while (0)
+
+void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw,
+                       const int32_t *bias, int32_t *acc, int n_out)
+{
+    int pk = -1, i = 0;
+    int32_t pv = 0;
+    for (int o = 0; o < n_out; o++) acc[o] = bias[o];
+    for (; i + 4 <= n_in; i += 4) {
+        uint32_t quad;   /* four zero pixels (most of an MNIST image): one test */
+        memcpy(&quad, x + i, 4);
+        if (quad == 0) continue;
+        uint32_t a = x[i], b = x[i + 1];
+        if (a | b) PUSH_PAIR(i >> 1, (int32_t)(a | (b << 16)));
+        a = x[i + 2];
+        b = x[i + 3];
+        if (a | b) PUSH_PAIR((i >> 1) + 1, (int32_t)(a | (b << 16)));
+    }
+    for (; i + 1 < n_in; i += 2) {
+        const uint32_t a = x[i], b = x[i + 1];
+        if (a | b) PUSH_PAIR(i >> 1, (int32_t)(a | (b << 16)));
+    }
+    if (i < n_in && x[i]) PUSH_PAIR(i >> 1, (int32_t)x[i]);
+    FLUSH_PAIR();
+}
+
+void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int nw,
+                       const int32_t *bias, int32_t *acc, int n_out)
+{
+    int pk = -1, i = 0;
+    int32_t pv = 0;
+    for (int o = 0; o < n_out; o++) acc[o] = bias[o];
+    for (; i + 1 < n_in; i += 2) {
+        const int32_t a = x[i] - zx, b = x[i + 1] - zx;
+        if (a | b) PUSH_PAIR(i >> 1, pack16(a, b));
+    }
+    if (i < n_in) {
+        const int32_t a = x[i] - zx;
+        if (a) PUSH_PAIR(i >> 1, pack16(a, 0));
+    }
+    FLUSH_PAIR();
+}
+
+#undef PUSH_PAIR
+#undef FLUSH_PAIR
 
 void nn_dense_ref_u8(const uint8_t *x, const int8_t *w, const int32_t *bias, int32_t *acc,
                      int n_in, int n_out)

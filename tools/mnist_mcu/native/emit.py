@@ -1,6 +1,15 @@
 """C emission: constants in flash, activations in static buffers planned at
-compile time (liveness-based reuse: a chain of layers ping-pongs between two
-buffers), one straight-line model_run() calling the runtime kernels."""
+compile time, one straight-line model_run() calling the runtime kernels.
+
+Static RAM is kept to the activations themselves:
+  * liveness-based reuse: a chain of layers ping-pongs between two buffers;
+  * elementwise operators that can run in place (IN_PLACE) reuse their input's
+    buffer, and the chain that ends at the graph output is computed directly in
+    the caller's `outputs` array (e.g. last Gemm -> Softmax needs no buffer);
+  * an operator may need its output buffer larger than the output (out_bytes(),
+    e.g. an int8 Gemm keeps its int32 accumulators there and requantises in place);
+  * the dense kernels gather nonzero inputs on the stack, so no scratch arrays.
+"""
 
 from pathlib import Path
 
@@ -10,7 +19,9 @@ from .ops import REGISTRY
 from .passes import alias_root
 
 RUNTIME_DIR = Path(__file__).with_name("runtime")
-ELEM_BYTES = {"f32": 4, "q8": 1}
+ELEM_BYTES = {"f32": 4, "q8": 1, "u8": 1}
+# ops whose kernel may write its output over its (first) input, element for element
+IN_PLACE = ("Softmax", "LogSoftmax", "Relu")
 CTYPE = {"f32": "float", "q8": "int8_t"}
 
 
@@ -48,7 +59,7 @@ class EmitContext:
         self.consts = []          # (name, ctype, array, comment)
         self.scratch_sizes = {}   # name -> (ctype, n)
         self.layer = 0
-        self.ptrs = {}
+        self.bases = {}           # buffer-owning tensor -> "pixels" | "outputs" | "nn_bufK"
         self.fmt_float = fmt_float
 
     def domain(self, name):
@@ -61,7 +72,16 @@ class EmitContext:
         return self.qparams[alias_root(self.graph, name)]
 
     def ptr(self, name):
-        return self.ptrs[alias_root(self.graph, name)]
+        """Pointer expression to a tensor's buffer, typed by its domain."""
+        base = self.bases[alias_root(self.graph, name)]
+        dom = self.domain(name)
+        if base == "pixels" or dom == "f32":
+            return base
+        return f"((int8_t *){base})"
+
+    def acc_ptr(self, name):
+        """The tensor's buffer seen as int32 accumulators (see out_bytes())."""
+        return f"((int32_t *){self.bases[alias_root(self.graph, name)]})"
 
     def const(self, hint, ctype, arr):
         name = f"L{self.layer}_{hint}"
@@ -80,28 +100,67 @@ class EmitContext:
         return name
 
 
+def _out_bytes(node, ctx):
+    o = node.outputs[0]
+    need = ctx.graph.tensors[o].size * ELEM_BYTES[ctx.domain(o)]
+    hook = getattr(REGISTRY[node.op], "out_bytes", None)
+    return max(need, hook(node, ctx)) if hook else need
+
+
+def _in_place_input(node, ctx):
+    """The buffer-owning input the node may overwrite, or None."""
+    if node.op not in IN_PLACE or not node.inputs:
+        return None
+    g = ctx.graph
+    x = alias_root(g, node.inputs[0])
+    if x == g.input or g.tensors[x].is_const:
+        return None
+    if ELEM_BYTES[ctx.domain(x)] != ELEM_BYTES[ctx.domain(node.outputs[0])]:
+        return None
+    return x
+
+
 def plan_buffers(graph, ctx):
     """Assign every activation tensor a static buffer; returns [(name, bytes)]."""
     nodes = graph.nodes
     out_root = alias_root(graph, graph.output)
+    out_bytes = graph.tensors[graph.output].size * 4
     last_use = {}
     for i, n in enumerate(nodes):
         for x in n.inputs:
             if x and not graph.tensors[x].is_const:
-                r = alias_root(graph, x)
-                last_use[r] = i
-    ctx.ptrs[graph.input] = "pixels"
-    ctx.ptrs[out_root] = "outputs"
+                last_use[alias_root(graph, x)] = i
+    ctx.bases[graph.input] = "pixels"
+    ctx.bases[out_root] = "outputs"
+    producer = {n.outputs[0]: (i, n) for i, n in enumerate(nodes) if not n.extra.get("alias")}
+    if out_root in producer and _out_bytes(producer[out_root][1], ctx) > out_bytes:
+        raise AssertionError("the graph output's producer needs more room than `outputs`")
+    # the in-place chain ending at the output runs in the caller's outputs array
+    r = out_root
+    while r in producer:
+        i, n = producer[r]
+        x = _in_place_input(n, ctx)
+        if x is None or last_use.get(x) != i or x not in producer or \
+                _out_bytes(producer[x][1], ctx) > out_bytes:
+            break
+        ctx.bases[x] = "outputs"
+        r = x
     buffers = []       # [size_bytes, busy_until]
+    owner = {}         # tensor -> buffer index
     for i, n in enumerate(nodes):
         if n.extra.get("alias"):
             continue
-        for o in n.outputs[:1]:
-            if o == out_root:
-                continue
-            dom = ctx.domains.get(o, "f32")
-            need = graph.tensors[o].size * ELEM_BYTES[dom]
-            until = last_use.get(o, i)
+        o = n.outputs[0]
+        if o in ctx.bases:
+            continue
+        need = _out_bytes(n, ctx)
+        until = last_use.get(o, i)
+        x = _in_place_input(n, ctx)
+        if x is not None and x in owner and last_use.get(x) == i:
+            k = owner[x]
+            buffers[k][0] = max(buffers[k][0], need)
+            buffers[k][1] = max(buffers[k][1], until)
+        else:
             free = [k for k, b in enumerate(buffers) if b[1] < i]
             if free:
                 k = max(free, key=lambda k: buffers[k][0])
@@ -110,7 +169,8 @@ def plan_buffers(graph, ctx):
             else:
                 k = len(buffers)
                 buffers.append([need, until])
-            ctx.ptrs[o] = f"nn_buf{k}" if dom == "f32" else f"((int8_t *)nn_buf{k})"
+        owner[o] = k
+        ctx.bases[o] = f"nn_buf{k}"
     return [(f"nn_buf{k}", b[0]) for k, b in enumerate(buffers)]
 
 
@@ -137,7 +197,8 @@ def emit_model(graph, dtype, command):
     for name, ctype, arr in ctx.consts:
         flash += arr.size * arr.dtype.itemsize if ctype != "float" else arr.size * 4
         parts.append(f"static const {ctype} {name}[{arr.size}] = {{\n{fmt_array(ctype, arr)}\n}};\n")
-    parts.append("/* activations (reused between layers) and scratch */")
+    parts.append("/* activations (reused between layers; int8 layers keep their int32 accumulators"
+                 " in their output buffer) */")
     for name, nbytes in bufs:
         parts.append(f"static float {name}[{max(1, (nbytes + 3) // 4)}];")
     for name, (ctype, n) in sorted(ctx.scratch_sizes.items()):
@@ -148,8 +209,6 @@ def emit_model(graph, dtype, command):
     parts.append("const model_info_t *model_info(void)\n{\n    return &nn_info;\n}\n")
     parts.append("int model_init(void)\n{\n    return 0;\n}\n")
     parts.append("int model_run(const uint8_t *pixels, float *outputs)\n{")
-    if dtype == "int8":
-        parts.append("    int np_ = 0;\n    (void)np_;")
     parts += body
     parts.append("    return 0;\n}\n")
     model_c = "\n".join(parts)

@@ -217,8 +217,9 @@ def quantize_graph(graph, onnx_path, calib_pixels):
             q = _layer_q(graph, node, s_in, zx, b)
             q["input"] = "u8" if dom[src] == "u8" else "q8"
             if node.op == "Gemm":
-                q["words"] = pack_pairs(q["wq"])
-                q["stride"] = q["words"].shape[1]
+                # one row of words per input pair (nn_dense_pairs_*): [ceil(K/2), ceil(N/2)]
+                q["words"] = np.ascontiguousarray(pack_pairs(q["wq"]).T)
+                q["nw"] = q["words"].shape[1]
             node.extra["q"] = q
         elif node.op in ("MaxPool", "Relu") and dom[out] == "q8":
             qp[out] = qp[src]

@@ -3,7 +3,8 @@
 Normalised in node.extra: W [N, K] float32 (alpha and transB applied), bias [N]
 (beta applied), relu (fused by passes), input_u8 (normalisation folded in by passes).
 f32 emission stores W input-major and visits only nonzero inputs; int8 emission
-uses the pair-packed SMLAD kernel.
+uses the pair-packed SMLAD kernel (weights one row per input pair, accumulators in
+the output buffer).  Neither needs scratch memory.
 """
 
 import numpy as np
@@ -56,6 +57,11 @@ def folded_f32(node, graph):
     return (w * a).astype(np.float32), (b + c * w.sum(axis=1)).astype(np.float32)
 
 
+def out_bytes(node, ctx):
+    """int8: the int32 accumulators live in the output buffer (requantised in place)."""
+    return 4 * node.extra["W"].shape[0] if ctx.dtype == "int8" else 0
+
+
 def emit(node, ctx):
     g = ctx.graph
     k = g.tensors[node.inputs[0]].size
@@ -66,22 +72,16 @@ def emit(node, ctx):
         w, b = folded_f32(node, g)
         wt = ctx.const("wt", "float", np.ascontiguousarray(w.T))
         bb = ctx.const("b", "float", b)
-        idx = ctx.scratch("uint16_t", k)
-        val = ctx.scratch("float", k)
         fn = "nn_dense_u8_f32" if node.extra.get("input_u8") else "nn_dense_f32"
-        return [f"{fn}({x}, {wt}, {bb}, {y}, {k}, {n}, {relu}, {idx}, {val});"]
+        return [f"{fn}({x}, {wt}, {bb}, {y}, {k}, {n}, {relu});"]
     q = node.extra["q"]
     words = ctx.const("w", "uint32_t", q["words"])
     bias = ctx.const("bq", "int32_t", q["bias"])
-    kk = ctx.scratch("uint16_t", (k + 1) // 2)
-    vv = ctx.scratch("int32_t", (k + 1) // 2)
-    acc = ctx.scratch("int32_t", n, tag="acc")
-    lines = []
+    acc = ctx.acc_ptr(node.outputs[0])
     if q["input"] == "u8":
-        lines.append(f"np_ = nn_pairs_u8({x}, {k}, {kk}, {vv});")
+        lines = [f"nn_dense_pairs_u8({x}, {k}, {words}, {q['nw']}, {bias}, {acc}, {n});"]
     else:
-        lines.append(f"np_ = nn_pairs_s8({x}, {q['zx']}, {k}, {kk}, {vv});")
-    lines.append(f"nn_dense_pairs_s8({kk}, {vv}, np_, {words}, {q['stride']}, {bias}, {acc}, {n});")
+        lines = [f"nn_dense_pairs_s8({x}, {q['zx']}, {k}, {words}, {q['nw']}, {bias}, {acc}, {n});"]
     lines += epilogue(ctx, q, acc, y, n, 1)
     return lines
 

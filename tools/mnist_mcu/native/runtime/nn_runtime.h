@@ -13,6 +13,7 @@ extern "C" {
 /* ---- deterministic math (same bits with glibc, newlib, any IEEE-754 FPU) ---- */
 float nn_expf(float x);
 float nn_logf(float x);
+/* softmax / log-softmax over rows of n; may run in place (y == x) */
 void nn_softmax_f32(const float *x, float *y, int outer, int n);
 void nn_logsoftmax_f32(const float *x, float *y, int outer, int n);
 
@@ -21,11 +22,12 @@ void nn_lut_u8_f32(const uint8_t *x, const float *lut, float *y, int n);
 /* y[o] = b[o] + sum_i w[o*n_in + i] * x[i]   (w output-major) */
 void nn_dense_ref_f32(const float *x, const float *w, const float *b, float *y,
                       int n_in, int n_out, int relu);
-/* same result, wt input-major (wt[i*n_out + o]); only nonzero inputs are visited */
+/* same result, wt input-major (wt[i*n_out + o]); only nonzero inputs are visited
+ * (gathered four at a time on the stack: no scratch memory).  x and y must not overlap. */
 void nn_dense_f32(const float *x, const float *wt, const float *b, float *y,
-                  int n_in, int n_out, int relu, uint16_t *idx, float *val);
+                  int n_in, int n_out, int relu);
 void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y,
-                     int n_in, int n_out, int relu, uint16_t *idx, float *val);
+                     int n_in, int n_out, int relu);
 void nn_conv2d_f32(const float *x, const float *w, const float *b, float *y,
                    int C, int H, int W, int M, int KH, int KW, int OH, int OW,
                    int sh, int sw, int pt, int pl, int relu);
@@ -37,20 +39,23 @@ void nn_matmul_f32(const float *a, const float *b, float *y, int m, int k, int n
 
 /* ---- int8 kernels (int32 accumulation, fixed-point requantisation) ---- */
 void nn_lut_u8_s8(const uint8_t *x, const int8_t *lut, int8_t *y, int n);
-/* Collect pairs (x[2k]-zx, x[2k+1]-zx) that are not both zero: k -> kk[], packed
- * int16 pair (low = even element) -> vv[].  Returns the number of pairs. */
-int nn_pairs_u8(const uint8_t *x, int n_in, uint16_t *kk, int32_t *vv);
-int nn_pairs_s8(const int8_t *x, int zx, int n_in, uint16_t *kk, int32_t *vv);
-/* acc[o] = bias[o] + sum over pairs of w[o][2k]*v.lo + w[o][2k+1]*v.hi
- * w: words [n_out_pad/2][stride]; word = w[o][2k], w[o+1][2k], w[o][2k+1], w[o+1][2k+1] */
-void nn_dense_pairs_s8(const uint16_t *kk, const int32_t *vv, int np, const uint32_t *w,
-                       int stride, const int32_t *bias, int32_t *acc, int n_out);
+/* acc[o] = bias[o] + sum_i w[o][i] * (x[i] - zx), visiting only the input pairs
+ * (x[2k], x[2k+1]) that are not both zero, two pairs per pass over the weights
+ * (no scratch memory).  Packed weights, one row of words per input pair:
+ * w[k*nw + j] = w[2j][2k], w[2j+1][2k], w[2j][2k+1], w[2j+1][2k+1] (bytes, low first),
+ * nw = ceil(n_out/2).  acc must not overlap x. */
+void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw,
+                       const int32_t *bias, int32_t *acc, int n_out);
+void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int nw,
+                       const int32_t *bias, int32_t *acc, int n_out);
 /* references: w int8 output-major [n_out][n_in] */
 void nn_dense_ref_u8(const uint8_t *x, const int8_t *w, const int32_t *bias, int32_t *acc,
                      int n_in, int n_out);
 void nn_dense_ref_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *bias,
                      int32_t *acc, int n_in, int n_out);
-/* round-half-up fixed-point: (acc * mult + 2^(shift-1)) >> shift, then + zp, clamp */
+/* round-half-up fixed-point: (acc * mult + 2^(shift-1)) >> shift, then + zp, clamp.
+ * The _ch kernels may run in place (y at the address of acc): each accumulator is
+ * read before its bytes are overwritten. */
 int32_t nn_requant(int32_t acc, int32_t mult, int shift);
 void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const int32_t *mult,
                       const int8_t *shift, int zp, int lo, int hi);
