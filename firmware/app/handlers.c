@@ -7,12 +7,30 @@
 #include "model.h"
 #include "protocol.h"
 
-#define MAX_PIXELS BODY_MAX   /* an image must fit in one frame */
-#define MAX_OUTPUTS 250u      /* class:u8 n:u8 f32[n] ticks:u32 fits in a body */
+/* Compile-time limits of the application's buffers (override with -D).
+ * A model with more inputs or outputs gets ERROR model-failed (detail 0xFF)
+ * to every INFER; INFO still reports its sizes. */
+#ifndef APP_MAX_INPUT
+#define APP_MAX_INPUT 784u    /* 28 x 28 pixels */
+#endif
+#ifndef APP_MAX_OUTPUTS
+#define APP_MAX_OUTPUTS 32u
+#endif
+#define MAX_STR 32u           /* INFO strings are cut to this many bytes */
+#define DETAIL_MODEL_TOO_BIG 0xFFu
 
-static uint8_t pixels[MAX_PIXELS];
-static float outputs[MAX_OUTPUTS];
-static uint8_t reply[BODY_MAX - BODY_OVERHEAD];
+/* Largest reply payloads (docs/protocol.md). */
+#define INFO_MAX (1u + 2u + 2u + 7u * 4u + 4u * (1u + MAX_STR))
+#define INFER_MAX (1u + 1u + 4u * APP_MAX_OUTPUTS + 4u)
+#define REPLY_MAX (INFO_MAX > INFER_MAX ? INFO_MAX : INFER_MAX)
+
+_Static_assert(1u + APP_MAX_INPUT <= BODY_MAX - BODY_OVERHEAD, "a raw image must fit in one frame");
+_Static_assert(APP_MAX_OUTPUTS <= 255u, "the INFER reply counts outputs in a u8");
+_Static_assert(REPLY_MAX <= BODY_MAX - BODY_OVERHEAD, "every reply must fit in one frame");
+
+static uint8_t pixels[APP_MAX_INPUT];
+static float outputs[APP_MAX_OUTPUTS];
+static uint8_t reply[REPLY_MAX];  /* payload only: link_send streams the frame */
 static int init_rc;
 
 /* Little-endian writer over the reply buffer. */
@@ -35,8 +53,8 @@ static void put_f32(writer_t *w, float v)
 static void put_str(writer_t *w, const char *s)
 {
     size_t len = s ? strlen(s) : 0;
-    if (len > 255)
-        len = 255;
+    if (len > MAX_STR)
+        len = MAX_STR;
     put_u8(w, (uint8_t)len);
     if (len)
         memcpy(w->p + w->n, s, len);
@@ -82,8 +100,12 @@ static void handle_infer(const frame_t *f)
         link_send_error(f->seq, ERR_BAD_PAYLOAD, DETAIL_BAD_LENGTH);
         return;
     }
-    if (init_rc != 0 || m->input_size > MAX_PIXELS || m->output_size > MAX_OUTPUTS) {
-        link_send_error(f->seq, ERR_MODEL, (uint8_t)(init_rc ? init_rc : 0xFF));
+    if (init_rc != 0) {
+        link_send_error(f->seq, ERR_MODEL, (uint8_t)init_rc);
+        return;
+    }
+    if (m->input_size > APP_MAX_INPUT || m->output_size > APP_MAX_OUTPUTS) {
+        link_send_error(f->seq, ERR_MODEL, DETAIL_MODEL_TOO_BIG);
         return;
     }
     int bad = image_decode(f->payload[0], f->payload + 1, f->len - 1, pixels, m->input_size);

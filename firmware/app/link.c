@@ -1,7 +1,5 @@
 #include "link.h"
 
-#include <string.h>
-
 #include "bsp.h"
 #include "cobs.h"
 #include "crc16.h"
@@ -11,9 +9,12 @@
  * the decoder and be reported as too long rather than overflow. */
 #define WIRE_MAX (BODY_MAX + BODY_MAX / 254u + 2u)
 
-static uint8_t rx_wire[WIRE_MAX];
-static uint8_t rx_body[WIRE_MAX];
-static uint8_t tx_body[BODY_MAX];
+/* The one receive buffer: wire bytes come in, COBS decodes them in place into
+ * the body (the decoder never writes ahead of where it reads), and the frame's
+ * payload points into it until the next link_receive(). Replies are never
+ * copied into a frame-sized buffer: link_send() streams header, payload and
+ * CRC through a COBS encoder straight to the UART. */
+static uint8_t rx[WIRE_MAX];
 static int discarding;  /* after an overflow: drop bytes until the next 0x00 */
 
 static link_status_t status(uint8_t code, uint8_t detail)
@@ -41,7 +42,7 @@ static int read_wire(void)
             discarding = 1;
             return -1;
         }
-        rx_wire[n++] = (uint8_t)c;
+        rx[n++] = (uint8_t)c;
     }
 }
 
@@ -51,19 +52,19 @@ link_status_t link_receive(frame_t *frame)
     int n = read_wire();
     if (n < 0)
         return status(ERR_TOO_LONG, DETAIL_NONE);
-    int len = cobs_decode(rx_wire, (size_t)n, rx_body, sizeof rx_body);
+    int len = cobs_decode(rx, (size_t)n, rx, sizeof rx);  /* in place */
     if (len < 0)
         return status(ERR_MALFORMED, DETAIL_COBS);
     if (len < (int)BODY_OVERHEAD)
         return status(ERR_MALFORMED, DETAIL_SHORT);
-    frame->seq = rx_body[1];  /* echoed in errors below, best effort */
+    frame->seq = rx[1];  /* echoed in errors below, best effort */
     if (len > (int)BODY_MAX)
         return status(ERR_TOO_LONG, DETAIL_NONE);
-    uint16_t crc = (uint16_t)(rx_body[len - 2] | (rx_body[len - 1] << 8));
-    if (crc16_ccitt(rx_body, (size_t)len - 2) != crc)
+    uint16_t crc = (uint16_t)(rx[len - 2] | (rx[len - 1] << 8));
+    if (crc16_ccitt(rx, (size_t)len - 2) != crc)
         return status(ERR_BAD_CRC, DETAIL_NONE);
-    frame->type = rx_body[0];
-    frame->payload = rx_body + 2;
+    frame->type = rx[0];
+    frame->payload = rx + 2;
     frame->len = (size_t)len - BODY_OVERHEAD;
     return status(0, 0);
 }
@@ -72,13 +73,11 @@ void link_send(uint8_t type, uint8_t seq, const uint8_t *payload, size_t len)
 {
     if (len > BODY_MAX - BODY_OVERHEAD)
         return;  /* cannot happen with our replies; never send a broken frame */
-    tx_body[0] = type;
-    tx_body[1] = seq;
-    memcpy(tx_body + 2, payload, len);
-    uint16_t crc = crc16_ccitt(tx_body, len + 2);
-    tx_body[len + 2] = (uint8_t)crc;
-    tx_body[len + 3] = (uint8_t)(crc >> 8);
-    cobs_encode_to(tx_body, len + BODY_OVERHEAD, bsp_uart_write);
+    const uint8_t head[2] = {type, seq};
+    uint16_t crc = crc16_ccitt_update(crc16_ccitt(head, sizeof head), payload, len);
+    const uint8_t tail[2] = {(uint8_t)crc, (uint8_t)(crc >> 8)};
+    const cobs_part_t parts[3] = {{head, sizeof head}, {payload, len}, {tail, sizeof tail}};
+    cobs_encode_parts(parts, 3, bsp_uart_write);
     static const uint8_t end = 0;
     bsp_uart_write(&end, 1);
 }

@@ -6,6 +6,8 @@ toolchain, a board-selected linker script, ELF -> BIN, "size", "upload"
 """
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -77,6 +79,12 @@ if ldscript and not os.path.isabs(ldscript):
 if ldscript:
     env.Append(LIBPATH=[os.path.dirname(ldscript)])
 
+# Reserved stack: the linker script's default unless the env sets
+# board_build.stack_size (bytes). INFO reports the painted high-water mark.
+stack_size = str(board.get("build.stack_size", "")).strip()
+if stack_size:
+    env.Append(LINKFLAGS=["-Wl,--defsym=_stack_size=%s" % stack_size])
+
 env.Append(
     BUILDERS=dict(
         ElfToBin=Builder(
@@ -110,42 +118,117 @@ target_size = env.AddPlatformTarget(
 )
 
 # -- Upload (real boards) ------------------------------------------------------
+#
+# openocd (default): the system OpenOCD with the board's own script, e.g.
+#   openocd -f board/st_nucleo_f4.cfg -c "program firmware.elf verify reset exit"
+#   (works offline: the Debian package carries the STM32F4 flash driver)
+# stlink: the same OpenOCD with interface/stlink.cfg + target/<openocd_target>.cfg
+# pyocd:  pyOCD, if it knows the target (a built-in one, or a CMSIS pack installed
+#   with `pyocd pack install <part>`, which needs the network once)
+# Every uploader runs with a time limit and without waiting for a probe, so a
+# missing board fails at once with a message that says so.
 
 protocol = env.subst("$UPLOAD_PROTOCOL") or board.get("upload.protocol", "")
+UPLOAD_TIMEOUT = 180  # seconds; flashing 512 KB over an ST-LINK takes ~10 s
+
+NO_PROBE_PATTERNS = (
+    r"open failed",  # OpenOCD's ST-LINK/CMSIS-DAP driver: no probe on USB
+    r"unable to find .*(probe|adapter|device)",
+    r"no device found",
+    r"No connected debug probes",  # pyOCD
+    r"No target device available",
+    r"LIBUSB_ERROR_ACCESS",
+)
 
 
 def venv_tool(name):
     """A tool installed beside PlatformIO (e.g. pip's pyocd), else from PATH."""
     path = os.path.join(os.path.dirname(sys.executable), name)
-    return '"%s"' % path if os.path.isfile(path) else name
+    return path if os.path.isfile(path) else shutil.which(name)
 
 
-if protocol == "pyocd":
-    env.Replace(
-        UPLOADER=venv_tool("pyocd"),
-        UPLOADERFLAGS=["flash", "-t", board.get("upload.pyocd_target", "")],
-        UPLOADCMD="$UPLOADER $UPLOADERFLAGS $SOURCE",
-    )
-    upload_source = target_elf
-elif protocol in ("stlink", "openocd"):
-    env.Replace(
-        UPLOADER="openocd",
-        UPLOADERFLAGS=["-f", "interface/stlink.cfg"]
-        + ["-f", "target/%s.cfg" % board.get("upload.openocd_target", "")],
-        UPLOADCMD='$UPLOADER $UPLOADERFLAGS -c "program {$SOURCE} verify reset exit"',
-    )
-    upload_source = target_elf
-else:
-    env.Replace(
-        UPLOADCMD='echo "No upload for board %s (protocol %r); use -t qemu for emulated boards" && exit 1'
-        % (env.subst("$BOARD"), protocol)
-    )
-    upload_source = target_elf
+def upload_cmd(source):
+    elf = str(source[0])
+    extra = env.subst("$UPLOAD_FLAGS").split() if env.subst("$UPLOAD_FLAGS") else []
+    program = "program {%s} verify reset exit" % elf.replace("\\", "/")
+    if protocol == "openocd":
+        scripts = ["-f", "board/%s.cfg" % board.get("upload.openocd_board", "")]
+        return "openocd", ["openocd"] + scripts + extra + ["-c", program]
+    if protocol == "stlink":
+        scripts = ["-f", "interface/stlink.cfg",
+                   "-f", "target/%s.cfg" % board.get("upload.openocd_target", "")]
+        return "openocd", ["openocd"] + scripts + extra + ["-c", program]
+    if protocol == "pyocd":
+        return "pyocd", ["pyocd", "flash", "--no-wait",
+                         "-t", board.get("upload.pyocd_target", "")] + extra + [elf]
+    return None, None
 
+
+def pyocd_knows(exe, target):
+    """True if pyOCD lists target (built in, or from an installed pack)."""
+    try:
+        out = subprocess.run([exe, "list", "--targets"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return True  # let the flash command itself report the problem
+    return any(line.split()[:1] == [target] for line in out.splitlines())
+
+
+def fail(msg):
+    sys.stderr.write("Error: %s\n" % msg)
+    sys.stderr.flush()
+    return 1
+
+
+def run_upload(target, source, env):  # pylint: disable=unused-argument
+    custom = env.GetProjectOption("upload_command", "")
+    if custom:  # the env's own upload_command wins, as on PlatformIO's platforms
+        return env.Execute(env.VerboseAction(custom, "Uploading with upload_command"))
+    tool, cmd = upload_cmd(source)
+    if tool is None:
+        return fail(
+            "board %s cannot be flashed (upload protocol %r); emulated boards run "
+            "with -t qemu" % (env.subst("$BOARD"), protocol)
+        )
+    exe = venv_tool(tool)
+    if not exe:
+        hint = "apt-get install openocd" if tool == "openocd" else "pip install pyocd"
+        return fail("%s not found (%s), needed by upload_protocol = %s" % (tool, hint, protocol))
+    cmd[0] = exe
+    if tool == "pyocd" and "--pack" not in cmd and not pyocd_knows(exe, board.get("upload.pyocd_target", "")):
+        target = board.get("upload.pyocd_target", "")
+        return fail(
+            "pyOCD has no target %r: install its CMSIS pack once with `pyocd pack install %s` "
+            "(needs the network), pass `upload_flags = --pack <file.pack>`, or use the default "
+            "upload_protocol = openocd" % (target, target)
+        )
+    print(" ".join('"%s"' % c if " " in c else c for c in cmd))
+    sys.stdout.flush()
+    try:
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            timeout=UPLOAD_TIMEOUT,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return fail("%s did not finish within %d s; is the board connected and powered?"
+                    % (tool, UPLOAD_TIMEOUT))
+    sys.stdout.write(proc.stdout)
+    sys.stdout.flush()
+    if proc.returncode == 0:
+        return 0
+    if any(re.search(p, proc.stdout, re.I) for p in NO_PROBE_PATTERNS):
+        return fail(
+            "no debug probe found: connect the %s's ST-LINK USB port (and check its "
+            "udev permissions), then run the upload again" % board.get("name", "board")
+        )
+    return fail("%s failed (exit code %d); see its output above" % (tool, proc.returncode))
+
+
+upload_source = target_elf
 env.AddPlatformTarget(
     "upload",
     upload_source,
-    env.VerboseAction("$UPLOADCMD", "Uploading $SOURCE"),
+    env.VerboseAction(run_upload, "Uploading $SOURCE"),
     "Upload",
 )
 
