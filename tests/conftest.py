@@ -1,0 +1,101 @@
+"""Shared fixtures: MNIST location, firmware builds (once per session), report checks,
+and the --port/--env options of the hardware tests."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mnist_mcu.paths import ROOT
+
+QEMU_ENVS = ["qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8"]
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mnist-mcu hardware")
+    group.addoption("--port", default=None,
+                    help="serial port or pyserial URL of a flashed board (/dev/ttyACM0, rfc2217://...)")
+    group.addoption("--env", default=None, help="platformio.ini env the board was flashed with (nucleo_f446re_f32 ...)")
+    group.addoption("--hw-limit", type=int, default=1000, help="test images for the hardware run (0 = all)")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    for cand in (os.environ.get("MNIST_DIR"), ROOT / "data", ROOT.parent / "shared" / "mnist"):
+        raw = Path(cand) / "MNIST" / "raw" if cand else None
+        if raw and any((raw / f).is_file() for f in ("t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz")):
+            return str(cand)
+    pytest.skip("MNIST not found: set MNIST_DIR to a directory holding MNIST/raw/")
+
+
+@pytest.fixture(scope="session")
+def require_qemu():
+    if not shutil.which("qemu-system-arm"):
+        pytest.skip("qemu-system-arm is not installed (apt-get install qemu-system-arm)")
+
+
+@pytest.fixture(scope="session")
+def model_path():
+    p = ROOT / "model" / "mlp.onnx"
+    if not p.is_file():
+        pytest.fail(f"{p} missing: run `mnist-mcu train` first")
+    return p
+
+
+_built = {}
+
+
+@pytest.fixture(scope="session")
+def build_env(require_qemu):
+    """build_env(name) -> Env, running `pio run -e name` once per session (via firmware.py)."""
+    from mnist_mcu import firmware
+
+    def build(name):
+        if name not in _built:
+            env = firmware.get_env(name)
+            firmware.build(env)
+            _built[name] = env
+        return _built[name]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def check_report():
+    """The acceptance checks shared by the QEMU and hardware tests."""
+
+    def check(r, images):
+        assert r["images"] == images
+        for key in ("env", "board", "backend", "dtype", "images", "accuracy", "host_accuracy", "agreement",
+                    "max_abs_diff", "wall_seconds", "images_per_second", "flash_bytes", "ram_bytes"):
+            assert key in r, key
+        assert r["ram_bytes"] == r["static_ram_bytes"] + r["heap_peak_bytes"] + r["stack_peak_bytes"]
+        assert r["flash_bytes"] > 0 and r["static_ram_bytes"] > 0 and r["stack_peak_bytes"] > 0
+        assert r["class_vs_argmax_mismatch"] == 0
+        if r["dtype"] == "int8":
+            assert r["agreement"] == 1.0, r["disagreements"]
+            assert r["max_abs_diff"] == 0.0
+            assert abs(r["accuracy"] - r["float_accuracy"]) <= 0.003
+            assert "float_agreement" in r
+        else:
+            assert abs(r["accuracy"] - r["host_accuracy"]) <= 0.0001
+            assert r["agreement"] >= 0.9999, r["disagreements"]
+            assert r["max_abs_diff"] <= 1e-4
+        if r["target"] == "qemu":
+            assert r["instructions_per_inference"] > 1000
+            assert r["instructions_per_inference_max"] >= r["instructions_per_inference"]
+        else:
+            assert r["cycles_per_inference"] > 1000
+            assert r["cycles_per_inference_max"] >= r["cycles_per_inference"]
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def hw(request):
+    port, env = request.config.getoption("--port"), request.config.getoption("--env")
+    if not port or not env:
+        pytest.skip("hardware tests need a flashed board: pytest -m hardware --port /dev/ttyACM0 "
+                    "--env nucleo_f446re_f32 (flash first: pio run -e ENV -t upload)")
+    return port, env, request.config.getoption("--hw-limit") or None

@@ -1,0 +1,218 @@
+"""Fault handling against the real firmware under QEMU: line noise and broken frames in
+the middle of a run, a device that stops answering, QEMU dying. Plus the one-line errors
+for a missing ELF, a missing QEMU and a QEMU that cannot start."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mnist_mcu import protocol as P
+from mnist_mcu import qemu as qemu_mod
+from mnist_mcu.errors import UserError
+from mnist_mcu.evaluate import load_test_set
+from mnist_mcu.qemu import Qemu
+from mnist_mcu.transport import ConnectionLost, DeviceError, DeviceErrorReply, DeviceTimeout
+
+# one env per emulated UART driver (CMSDK on mps2-an386, STM32 USART on netduinoplus2)
+FAULT_ENVS = ["qemu_an386_deepc", "qemu_f405_f32"]
+
+
+def _qemu_pids_with(port):
+    """PIDs of processes whose command line mentions our UART port (stray QEMU check)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"qemu-system-arm" in cmd and f"127.0.0.1:{port}".encode() in cmd:
+            pids.append(int(pid))
+    return pids
+
+
+def _bad_frames(rng):
+    """(description, wire bytes, expected error codes) for broken requests."""
+    good = P.encode_frame(P.INFO, 0xEE, b"")
+    bad_crc = bytearray(P.encode_body(P.INFO, 0xE1, b""))
+    bad_crc[-1] ^= 0x5A
+    noise = bytes(rng.integers(1, 256, 37, dtype=np.uint8))
+    return [
+        ("line noise", noise + b"\x00", {P.ERR_BAD_CRC, P.ERR_MALFORMED}),
+        ("bad CRC", P.cobs_encode(bytes(bad_crc)) + b"\x00", {P.ERR_BAD_CRC}),
+        ("truncated frame", good[:2] + b"\x00", {P.ERR_MALFORMED, P.ERR_BAD_CRC}),
+        ("COBS error", b"\x09\x01\x02\x00", {P.ERR_MALFORMED}),
+        ("too long", b"\x07" * 1500 + b"\x00", {P.ERR_TOO_LONG}),
+        ("unknown type", P.encode_frame(0x55, 0xE2, b"xyz"), {P.ERR_UNKNOWN_TYPE}),
+        ("bad payload", P.encode_frame(P.INFER, 0xE3, b"\x01\x05\x05"), {P.ERR_BAD_PAYLOAD}),
+        ("bad encoding", P.encode_frame(P.INFER, 0xE4, b"\x09" + bytes(784)), {P.ERR_BAD_PAYLOAD}),
+    ]
+
+
+@pytest.fixture(scope="module")
+def images(mnist_dir):
+    px, _ = load_test_set(mnist_dir, 60)
+    return px
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("env_name", FAULT_ENVS)
+def test_garbage_and_broken_frames_mid_run(build_env, env_name, images):
+    env = build_env(env_name)
+    rng = np.random.default_rng(7)
+    bad = _bad_frames(rng)
+    with Qemu(env.elf, env.qemu_machine, timeout=3, retries=0) as q:
+        dev = q.device
+        baseline = {i: dev.infer(px) for i, px in enumerate(images[:20])}
+        answered = {}
+        injected = 0
+        for i, px in enumerate(images):
+            if i % 3 == 1:
+                desc, wire, codes = bad[(i // 3) % len(bad)]
+                before = len(dev.stray_errors)
+                dev.write_raw(wire)
+                frames = []
+                deadline = time.monotonic() + 3
+                while len(dev.stray_errors) == before and time.monotonic() < deadline:
+                    frames += dev.drain(0.05)
+                assert len(dev.stray_errors) == before + 1, f"no error reply to {desc}"
+                assert dev.stray_errors[-1][1].code in codes, (desc, dev.stray_errors[-1])
+                injected += 1
+            if i % 5 == 2:  # noise with no delimiter right before a good request
+                # (0xFF then 10 bytes cannot be valid COBS: the reply is "malformed", seq 0)
+                dev.write_raw(b"\xff" + bytes(rng.integers(1, 256, 10, dtype=np.uint8)))
+                injected += 1
+            res = dev.infer(px)
+            assert i not in answered
+            answered[i] = res
+            if i in baseline:
+                assert res.cls == baseline[i].cls
+                assert np.array_equal(res.outputs, baseline[i].outputs)
+        dev.drain(0.3)
+        # every good request answered exactly once, nothing resent, no unexplained replies
+        assert sorted(answered) == list(range(len(images)))
+        assert dev.resends == 0 and dev.stray_replies == 0
+        assert len(dev.stray_errors) == injected
+        assert dev.info().version == 1  # still healthy
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("env_name", FAULT_ENVS)
+def test_error_reply_to_own_request_raises(build_env, env_name):
+    env = build_env(env_name)
+    with Qemu(env.elf, env.qemu_machine, timeout=3) as q:
+        with pytest.raises(DeviceErrorReply) as exc:
+            q.device.request(0x42, b"")
+        assert exc.value.error == P.ErrorReply(P.ERR_UNKNOWN_TYPE, 0x42)
+        with pytest.raises(DeviceErrorReply) as exc:
+            q.device.request(P.INFER, b"\x00" + bytes(10))
+        assert exc.value.error.code == P.ERR_BAD_PAYLOAD
+        assert q.device.info().version == 1
+
+
+@pytest.mark.qemu
+def test_qemu_killed_mid_run(build_env, images):
+    env = build_env("qemu_f405_f32")
+    q = Qemu(env.elf, env.qemu_machine, timeout=3)
+    q.start()
+    port, proc = q.port, q.proc
+    errors = []
+    done = []
+
+    def stream():
+        try:
+            for key, _ in q.device.infer_many(((i % len(images), images[i % len(images)]) for i in range(100000)),
+                                              window=2):
+                done.append(key)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    while len(done) < 20 and t.is_alive():
+        time.sleep(0.01)
+    t_kill = time.monotonic()
+    proc.kill()
+    t.join(10)
+    elapsed = time.monotonic() - t_kill
+    q.stop()
+    assert not t.is_alive(), "the host hung after QEMU died"
+    assert elapsed < 5
+    assert errors and isinstance(errors[0], DeviceError), errors
+    msg = str(errors[0])
+    assert "\n" not in msg and "QEMU died" in msg and "signal 9" in msg, msg
+    assert proc.poll() is not None
+    assert not _qemu_pids_with(port)
+
+
+@pytest.mark.qemu
+def test_device_not_answering_times_out(build_env):
+    env = build_env("qemu_f405_f32")
+    with Qemu(env.elf, env.qemu_machine, timeout=0.5, retries=1) as q:
+        port = q.port
+        os.kill(q.proc.pid, signal.SIGSTOP)  # QEMU frozen: the socket stays open, nothing answers
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(DeviceTimeout) as exc:
+                q.device.info()
+            assert time.monotonic() - t0 < 3
+            assert "no reply" in str(exc.value) and "\n" not in str(exc.value)
+        finally:
+            os.kill(q.proc.pid, signal.SIGCONT)
+    assert not _qemu_pids_with(port)
+
+
+@pytest.mark.qemu
+def test_context_manager_stops_qemu_on_exception(build_env):
+    env = build_env("qemu_f405_f32")
+    with pytest.raises(RuntimeError):
+        with Qemu(env.elf, env.qemu_machine) as q:
+            port = q.port
+            raise RuntimeError("boom")
+    assert q.proc.poll() is not None
+    assert not _qemu_pids_with(port)
+
+
+# ---------------------------------------------------------------- errors before anything runs
+
+def test_missing_elf_is_user_error(tmp_path):
+    with pytest.raises(UserError) as exc:
+        Qemu(tmp_path / "nope.elf", "netduinoplus2").start()
+    assert "not found" in str(exc.value)
+
+
+def test_missing_qemu_binary_is_user_error(tmp_path, monkeypatch):
+    elf = tmp_path / "fw.elf"
+    elf.write_bytes(b"\x7fELF")
+    monkeypatch.setattr(qemu_mod, "QEMU_BINARY", "qemu-system-doesnotexist")
+    with pytest.raises(UserError) as exc:
+        Qemu(elf, "netduinoplus2").start()
+    assert "qemu-system-doesnotexist not found" in str(exc.value)
+
+
+@pytest.mark.qemu
+def test_qemu_failing_to_start_reports_its_stderr(require_qemu, tmp_path):
+    elf = tmp_path / "fw.elf"
+    elf.write_bytes(b"\x7fELF")
+    with pytest.raises(UserError) as exc:
+        Qemu(elf, "no-such-machine").start()
+    msg = str(exc.value)
+    assert "QEMU exited" in msg and "no-such-machine" in msg and "\n" not in msg
+
+
+def test_missing_serial_port_cli(tmp_path, mnist_dir):
+    from click.testing import CliRunner
+
+    from mnist_mcu.cli import cli
+
+    res = CliRunner().invoke(cli, ["evaluate", "--env", "nucleo_f446re_f32", "--target", "serial", "--port",
+                                   "/dev/ttyNOPE9", "--no-build", "--limit", "3", "--data-dir", mnist_dir,
+                                   "--json", str(tmp_path / "r.json")])
+    assert isinstance(res.exception, UserError)
+    assert "/dev/ttyNOPE9 not found" in str(res.exception)

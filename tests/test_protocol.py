@@ -1,0 +1,229 @@
+"""Protocol unit tests: COBS, CRC, frames, messages, zero-run image encoding."""
+
+import random
+import struct
+
+import numpy as np
+import pytest
+
+from mnist_mcu import protocol as P
+
+
+def _random_bytes(rng, n, zero_prob=0.3):
+    return bytes(0 if rng.random() < zero_prob else rng.randrange(1, 256) for _ in range(n))
+
+
+# ------------------------------------------------------------------ CRC
+
+def test_crc16_ccitt_false_check_value():
+    # the catalogue check value of CRC-16/CCITT-FALSE
+    assert P.crc16(b"123456789") == 0x29B1
+    assert P.crc16(b"") == 0xFFFF
+
+
+def test_crc16_incremental():
+    data = b"hello, device"
+    assert P.crc16(data[5:], P.crc16(data[:5])) == P.crc16(data)
+
+
+# ------------------------------------------------------------------ COBS
+
+@pytest.mark.parametrize("data,encoded", [
+    (b"", b"\x01"),
+    (b"\x00", b"\x01\x01"),
+    (b"\x00\x00", b"\x01\x01\x01"),
+    (b"\x11\x22\x00\x33", b"\x03\x11\x22\x02\x33"),
+    (b"\x11\x22\x33\x44", b"\x05\x11\x22\x33\x44"),
+    (b"\x11\x00\x00\x00", b"\x02\x11\x01\x01\x01"),
+    (bytes(range(1, 255)), b"\xff" + bytes(range(1, 255))),
+    (bytes(range(0, 255)), b"\x01\xff" + bytes(range(1, 255))),
+    (bytes(range(1, 256)), b"\xff" + bytes(range(1, 255)) + b"\x02\xff"),
+])
+def test_cobs_known_vectors(data, encoded):
+    assert P.cobs_encode(data) == encoded
+    assert P.cobs_decode(encoded) == data
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_cobs_round_trip_random(seed):
+    rng = random.Random(seed)
+    n = rng.choice([0, 1, 2, 253, 254, 255, 256, 508, 509, 510, rng.randrange(0, 1100)])
+    data = _random_bytes(rng, n, zero_prob=rng.choice([0.0, 0.01, 0.3, 0.9]))
+    enc = P.cobs_encode(data)
+    assert 0 not in enc
+    assert len(enc) <= len(data) + len(data) // 254 + 1
+    assert P.cobs_decode(enc) == data
+
+
+def test_cobs_full_block_followed_by_zero():
+    data = b"\x07" * 254 + b"\x00" + b"a"
+    assert P.cobs_decode(P.cobs_encode(data)) == data
+
+
+@pytest.mark.parametrize("bad", [b"", b"\x05\x11\x22", b"\x03\x11\x00", b"\x00"])
+def test_cobs_decode_errors(bad):
+    with pytest.raises(P.CobsError):
+        P.cobs_decode(bad)
+
+
+# ------------------------------------------------------------------ frames
+
+@pytest.mark.parametrize("seed", range(30))
+def test_frame_round_trip(seed):
+    rng = random.Random(seed)
+    payload = _random_bytes(rng, rng.randrange(0, P.MAX_BODY - 4 + 1))
+    type_, seq = rng.randrange(256), rng.randrange(256)
+    wire = P.encode_frame(type_, seq, payload)
+    assert wire.endswith(b"\x00") and wire.count(0) == 1
+    frame = P.decode_frame(wire)
+    assert frame == P.Frame(type_, seq, payload)
+
+
+def test_frame_layout():
+    body = P.encode_body(0x02, 7, b"\x01\x02")
+    assert body[:4] == b"\x02\x07\x01\x02"
+    assert struct.unpack("<H", body[4:])[0] == P.crc16(b"\x02\x07\x01\x02")
+
+
+def test_frame_too_long_rejected():
+    with pytest.raises(P.ProtocolError):
+        P.encode_frame(1, 1, bytes(P.MAX_BODY - 3))
+    P.encode_frame(1, 1, bytes(P.MAX_BODY - 4))  # the largest body fits
+
+
+def test_bad_crc_detected():
+    body = bytearray(P.encode_body(0x01, 3, b"abc"))
+    body[2] ^= 0x40
+    with pytest.raises(P.CrcError):
+        P.decode_frame(P.cobs_encode(bytes(body)))
+
+
+def test_every_single_bit_flip_is_detected():
+    wire = P.encode_frame(0x82, 9, bytes(range(1, 60)))
+    for i in range(len(wire) - 1):
+        for bit in range(8):
+            bad = bytearray(wire)
+            bad[i] ^= 1 << bit
+            try:
+                frames = list(P.FrameDecoder().feed(bytes(bad)))
+            except Exception as exc:  # pragma: no cover - decoder must not raise
+                pytest.fail(f"decoder raised {exc!r}")
+            # a flipped bit never yields a valid frame
+            assert not [f for f in frames if isinstance(f, P.Frame)], (i, bit)
+
+
+def test_truncated_frame():
+    wire = P.encode_frame(0x81, 1, b"payload")
+    with pytest.raises(P.ProtocolError):
+        P.decode_frame(wire[:-4])
+    with pytest.raises(P.ProtocolError):
+        P.decode_body(b"\x01\x02\x03")
+
+
+def test_decoder_resync_after_garbage():
+    good = [P.encode_frame(0x81, i, bytes([i]) * i) for i in range(1, 6)]
+    garbage = bytes([0x55, 0x13, 0x99, 0x07])  # no delimiter: merges with the next frame
+    stream = good[0] + garbage + b"\x00" + good[1] + b"\xff\xfe\x00" + good[2] + bytes(3000) + good[3] + good[4]
+    dec = P.FrameDecoder()
+    items = []
+    rng = random.Random(1)
+    pos = 0
+    while pos < len(stream):  # feed in random chunks
+        n = rng.randrange(1, 40)
+        items.extend(dec.feed(stream[pos:pos + n]))
+        pos += n
+    frames = [i for i in items if isinstance(i, P.Frame)]
+    errors = [i for i in items if not isinstance(i, P.Frame)]
+    assert [f.seq for f in frames] == [1, 2, 3, 4, 5]
+    assert len(errors) == 2
+    assert dec.pending == 0
+
+
+def test_decoder_drops_overlong_frame_then_recovers():
+    dec = P.FrameDecoder()
+    items = list(dec.feed(b"\x01" * 5000 + b"\x00" + P.encode_frame(0x81, 2, b"ok")))
+    assert isinstance(items[0], P.ProtocolError)
+    assert items[1] == P.Frame(0x81, 2, b"ok")
+
+
+# ------------------------------------------------------------------ zero-run images
+
+@pytest.mark.parametrize("seed", range(40))
+def test_zero_run_round_trip(seed):
+    rng = np.random.default_rng(seed)
+    kind = seed % 4
+    if kind == 0:
+        px = np.zeros(784, np.uint8)
+    elif kind == 1:
+        px = rng.integers(1, 256, 784).astype(np.uint8)
+    else:
+        px = rng.integers(0, 256, 784).astype(np.uint8)
+        px[rng.random(784) < (0.8 if kind == 2 else 0.995)] = 0
+    enc = P.zero_run_encode(px)
+    assert P.zero_run_decode(enc, 784) == px.tobytes()
+    payload = P.encode_image(px)
+    assert P.decode_image(payload, 784) == px.tobytes()
+    assert P.decode_image(P.encode_image(px, P.ENC_RAW), 784) == px.tobytes()
+
+
+def test_zero_run_long_runs_split_at_255():
+    px = np.zeros(784, np.uint8)
+    assert P.zero_run_encode(px) == b"\x00\xff\x00\xff\x00\xff\x00\x13"
+    px[0] = 5
+    assert P.zero_run_encode(px)[:3] == b"\x05\x00\xff"
+
+
+def test_zero_run_on_mnist_like_digit_is_small():
+    px = np.zeros((28, 28), np.uint8)
+    px[6:22, 12:16] = 200  # a "1"
+    enc = P.encode_image(px)
+    assert len(enc) < 784 // 3
+    assert len(P.encode_frame(P.INFER, 1, enc)) < len(P.encode_frame(P.INFER, 1, P.encode_image(px, P.ENC_RAW))) // 3
+
+
+@pytest.mark.parametrize("bad", [b"\x00", b"\x00\x00", b"\x05" * 783, b"\x00\xff\x00\xff\x00\xff\x00\x14"])
+def test_zero_run_decode_errors(bad):
+    with pytest.raises(P.ProtocolError):
+        P.zero_run_decode(bad, 784)
+
+
+# ------------------------------------------------------------------ messages
+
+def _info():
+    return P.Info(1, 784, 10, 168_000_000, 168_000_000, 300_000, 9000, 0, 1500, 8192,
+                  "mlp", "native", "int8", "netduinoplus2")
+
+
+def test_info_round_trip():
+    info = _info()
+    assert P.parse_info(P.pack_info(info)) == info
+    assert info.ram_bytes == 9000 + 0 + 1500
+
+
+@pytest.mark.parametrize("cut", [1, 10, 34, 36])
+def test_info_truncated(cut):
+    data = P.pack_info(_info())
+    with pytest.raises(P.ProtocolError):
+        P.parse_info(data[:-cut])
+
+
+def test_infer_reply_round_trip():
+    out = np.linspace(0, 1, 10, dtype=np.float32)
+    res = P.parse_infer_reply(P.pack_infer_reply(7, out, 123456))
+    assert res.cls == 7 and res.ticks == 123456
+    assert np.array_equal(res.outputs, out)
+    with pytest.raises(P.ProtocolError):
+        P.parse_infer_reply(P.pack_infer_reply(7, out, 1)[:-1])
+
+
+def test_error_and_fault():
+    assert P.parse_error(P.pack_error(4, 0x33)) == P.ErrorReply(4, 0x33)
+    assert "unknown request type" in P.ErrorReply(4, 0x33).describe()
+    f = P.parse_fault(P.pack_fault(0x0800_1234, 0xFFFF_FFF9, 0x100, 0x4000_0000))
+    assert f.pc == 0x0800_1234 and "0xfffffff9" in f.describe()
+
+
+def test_ticks_to_instructions():
+    # mps2: 25 MHz SysTick at shift=0 -> one tick is 40 instructions
+    assert P.ticks_to_instructions(10, 25_000_000, 0) == pytest.approx(400)
+    assert P.ticks_to_instructions(10, 25_000_000, 6) == pytest.approx(6.25)

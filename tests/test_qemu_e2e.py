@@ -1,0 +1,78 @@
+"""End to end under QEMU with the real firmware: build (firmware.py), boot, stream MNIST,
+compare with the host model. Quick subsets always; the full 10,000 images are @slow."""
+
+import json
+import os
+
+import pytest
+
+from conftest import QEMU_ENVS
+from mnist_mcu.evaluate import evaluate
+from mnist_mcu.qemu import Qemu
+
+pytestmark = pytest.mark.qemu
+
+QUICK = 300
+
+
+@pytest.mark.parametrize("env_name", QEMU_ENVS)
+def test_info_after_boot(build_env, env_name):
+    env = build_env(env_name)
+    with Qemu(env.elf, env.qemu_machine, timeout=5) as q:
+        info = q.info
+        assert info.version == 1
+        assert (info.input_size, info.output_size) == (784, 10)
+        assert info.backend == env.backend and info.dtype == env.dtype
+        assert info.tick_hz > 0 and info.cpu_hz > 0
+        assert 0 < info.flash_bytes < 1024 * 1024
+        assert info.static_ram_bytes > 0 and info.stack_size_bytes > 0
+        again = q.device.info()
+        assert again.flash_bytes == info.flash_bytes
+
+
+@pytest.mark.parametrize("env_name", QEMU_ENVS)
+def test_quick_subset(build_env, env_name, mnist_dir, model_path, check_report, tmp_path):
+    build_env(env_name)
+    out = tmp_path / f"{env_name}.json"
+    r = evaluate(env_name, "qemu", None, QUICK, out, mnist_dir, model_path, jobs=2, build=False, progress=False)
+    check_report(r, QUICK)
+    on_disk = json.loads(out.read_text())
+    assert on_disk["accuracy"] == r["accuracy"] and on_disk["env"] == env_name
+    assert (tmp_path / f"{env_name}_confusion.png").stat().st_size > 1000
+    assert (tmp_path / f"{env_name}_misclassified.png").stat().st_size > 1000
+    assert r["resends"] == 0 and r["stray_errors"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_name", QEMU_ENVS)
+def test_full_test_set(build_env, env_name, mnist_dir, model_path, check_report, tmp_path):
+    build_env(env_name)
+    r = evaluate(env_name, "qemu", None, None, tmp_path / "r.json", mnist_dir, model_path, build=False,
+                 progress=False)
+    check_report(r, 10000)
+    print(f"\n{env_name}: {r['wall_seconds']:.1f} s wall, {r['images_per_second']:.0f} images/s, "
+          f"accuracy {r['accuracy']:.4f}, instructions/inference {r['instructions_per_inference']:,.0f}")
+    # the harness speed target on a 2-core machine (override for slower CI hosts)
+    limit = float(os.environ.get("MNIST_MCU_MAX_WALL_SECONDS", "90"))
+    assert r["wall_seconds"] <= limit, f"10,000 images took {r['wall_seconds']:.1f} s (target {limit:g} s)"
+
+
+def test_evaluate_and_benchmark_cli(build_env, mnist_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from mnist_mcu.cli import cli
+
+    build_env("qemu_f405_int8")
+    runner = CliRunner()
+    res = runner.invoke(cli, ["evaluate", "--env", "qemu_f405_int8", "--limit", "40", "--no-build",
+                              "--data-dir", mnist_dir, "--json", str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    assert "agreement 100.0000%" in res.output and "float model" in res.output
+    r = json.loads((tmp_path / "e.json").read_text())
+    assert r["dtype"] == "int8" and "float_agreement" in r and r["images"] == 40
+    res = runner.invoke(cli, ["benchmark", "--envs", "qemu_f405_int8", "--limit", "30", "--no-build",
+                              "--data-dir", mnist_dir, "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    assert "qemu_f405_int8" in res.output and "img/s" in res.output
+    b = json.loads((tmp_path / "b.json").read_text())
+    assert [e["env"] for e in b["envs"]] == ["qemu_f405_int8"] and b["envs"][0]["images"] == 30

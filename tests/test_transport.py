@@ -1,0 +1,249 @@
+"""Transport unit tests against an in-process fake device on a local TCP socket.
+
+The fake speaks the device side of docs/protocol.md; end-to-end behaviour against the
+real firmware is in test_qemu_e2e.py and test_faults.py.
+"""
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mnist_mcu import protocol as P
+from mnist_mcu.errors import UserError
+from mnist_mcu.transport import (ConnectionLost, Device, DeviceErrorReply, DeviceFault,
+                                 DeviceTimeout, open_serial)
+
+INFO = P.Info(1, 784, 10, 25_000_000, 25_000_000, 100_000, 4000, 100, 800, 4096,
+              "mlp", "native", "f32", "fake")
+
+
+def fake_outputs(pixels: bytes) -> np.ndarray:
+    s = sum(pixels)
+    out = np.zeros(10, np.float32)
+    out[s % 10] = 0.75
+    out[(s + 1) % 10] = 0.25
+    return out
+
+
+class FakeDevice:
+    """Device side of the protocol in a thread. Knobs simulate a lossy or broken device."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.url = f"socket://127.0.0.1:{self.srv.getsockname()[1]}"
+        self.drop_replies = set()      # request counts (1-based) whose reply is dropped
+        self.corrupt_replies = set()   # ... whose reply gets a bad CRC
+        self.crc_error_for = set()     # ... answered with ERROR bad CRC (as if damaged in transit)
+        self.fault_on = None           # request count that makes the device "crash"
+        self.die_on = None             # request count at which the connection is closed
+        self.silent = False
+        self.delay = 0.0
+        self.requests = 0
+        self.inferences = []
+        self.conn = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _send(self, type_, seq, payload):
+        self.conn.sendall(P.encode_frame(type_, seq, payload))
+
+    def _run(self):
+        self.conn, _ = self.srv.accept()
+        dec = P.FrameDecoder()
+        while True:
+            try:
+                data = self.conn.recv(4096)
+            except OSError:
+                return
+            if not data:
+                return
+            for item in dec.feed(data):
+                if not isinstance(item, P.Frame):
+                    code = P.ERR_BAD_CRC if isinstance(item, P.CrcError) else P.ERR_MALFORMED
+                    self._send(P.ERROR, 0, P.pack_error(code))
+                    continue
+                self.requests += 1
+                n = self.requests
+                if self.silent:
+                    continue
+                if n == self.die_on:
+                    self.conn.close()
+                    return
+                if n == self.fault_on:
+                    self._send(P.FAULT, 0, P.pack_fault(0x08000123, 0xFFFFFFF9, 0x82, 0x40000000))
+                    continue
+                if self.delay:
+                    time.sleep(self.delay)
+                if n in self.crc_error_for:
+                    self._send(P.ERROR, item.seq, P.pack_error(P.ERR_BAD_CRC))
+                    continue
+                reply = self._reply(item)
+                if n in self.drop_replies:
+                    continue
+                if n in self.corrupt_replies:
+                    wire = bytearray(P.encode_frame(*reply))
+                    wire[3] ^= 0x01 if wire[3] != 0x01 else 0x02
+                    self.conn.sendall(bytes(wire))
+                    continue
+                self._send(*reply)
+
+    def _reply(self, frame):
+        if frame.type == P.INFO:
+            return P.INFO_REPLY, frame.seq, P.pack_info(INFO)
+        if frame.type == P.INFER:
+            try:
+                px = P.decode_image(frame.payload, 784)
+            except P.ProtocolError:
+                return P.ERROR, frame.seq, P.pack_error(P.ERR_BAD_PAYLOAD)
+            self.inferences.append(px)
+            out = fake_outputs(px)
+            return P.INFER_REPLY, frame.seq, P.pack_infer_reply(int(out.argmax()), out, 1234)
+        return P.ERROR, frame.seq, P.pack_error(P.ERR_UNKNOWN_TYPE, frame.type)
+
+    def close(self):
+        for s in (self.conn, self.srv):
+            try:
+                s.close()
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def fake():
+    f = FakeDevice()
+    yield f
+    f.close()
+
+
+def _images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 256, (n, 784)).astype(np.uint8)
+    imgs[rng.random((n, 784)) < 0.8] = 0
+    return imgs
+
+
+def test_info_and_infer(fake):
+    with Device(fake.url, timeout=2) as dev:
+        info = dev.info()
+        assert info == INFO
+        img = _images(1)[0]
+        res = dev.infer(img)
+        assert res.cls == int(fake_outputs(img.tobytes()).argmax())
+        assert np.array_equal(res.outputs, fake_outputs(img.tobytes()))
+        assert res.ticks == 1234
+        assert fake.inferences[0] == img.tobytes()
+
+
+@pytest.mark.parametrize("window", [1, 2, 4])
+def test_infer_many_every_image_once(fake, window):
+    imgs = _images(60)
+    with Device(fake.url, timeout=2) as dev:
+        got = dict(dev.infer_many(enumerate(imgs), window=window))
+    assert sorted(got) == list(range(60))
+    for i, img in enumerate(imgs):
+        assert got[i].cls == int(fake_outputs(img.tobytes()).argmax())
+    assert len(fake.inferences) == 60
+
+
+def test_lost_reply_is_retried(fake):
+    fake.drop_replies = {3}
+    imgs = _images(6)
+    with Device(fake.url, timeout=0.3, retries=2) as dev:
+        got = dict(dev.infer_many(enumerate(imgs), window=2))
+        assert dev.resends == 1
+    assert sorted(got) == list(range(6))
+
+
+def test_corrupted_reply_is_retried(fake):
+    fake.corrupt_replies = {2}
+    with Device(fake.url, timeout=0.3, retries=2) as dev:
+        dev.info()
+        info = dev.info()
+        assert info == INFO
+        assert dev.bad_frames == 1 and dev.resends == 1
+
+
+def test_transit_error_is_retried(fake):
+    fake.crc_error_for = {1}
+    with Device(fake.url, timeout=1, retries=1) as dev:
+        assert dev.info() == INFO
+        assert dev.resends == 1
+
+
+def test_error_reply_raises(fake):
+    with Device(fake.url, timeout=1) as dev:
+        with pytest.raises(DeviceErrorReply) as exc:
+            dev.request(0x33)
+        assert exc.value.error.code == P.ERR_UNKNOWN_TYPE
+        assert "unknown request type" in str(exc.value)
+        assert dev.info() == INFO  # still usable
+
+
+def test_bad_payload_error(fake):
+    with Device(fake.url, timeout=1) as dev:
+        with pytest.raises(DeviceErrorReply) as exc:
+            dev.request(P.INFER, b"\x01\x05\x05")
+        assert exc.value.error.code == P.ERR_BAD_PAYLOAD
+
+
+def test_timeout_is_bounded(fake):
+    fake.silent = True
+    with Device(fake.url, timeout=0.2, retries=2) as dev:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceTimeout) as exc:
+            dev.info()
+        assert time.monotonic() - t0 < 1.5
+    assert "no reply" in str(exc.value) and "\n" not in str(exc.value)
+    assert isinstance(exc.value, UserError)
+
+
+def test_fault_raises(fake):
+    fake.fault_on = 2
+    with Device(fake.url, timeout=1) as dev:
+        dev.info()
+        with pytest.raises(DeviceFault) as exc:
+            dev.infer(_images(1)[0])
+        assert exc.value.fault.pc == 0x08000123
+        assert "crashed" in str(exc.value)
+
+
+def test_connection_lost(fake):
+    fake.die_on = 3
+    with Device(fake.url, timeout=2) as dev:
+        dev.diagnose = lambda: "QEMU died, exit code 1: boom"
+        with pytest.raises(ConnectionLost) as exc:
+            list(dev.infer_many(enumerate(_images(5)), window=1))
+        assert "boom" in str(exc.value)
+
+
+def test_stray_error_replies_are_counted_not_raised(fake):
+    with Device(fake.url, timeout=1) as dev:
+        dev.write_raw(b"\x13\x37\x42\x00")  # garbage frame -> ERROR with seq 0
+        res = dict(dev.infer_many(enumerate(_images(3)), window=2))
+        assert sorted(res) == [0, 1, 2]
+        if not dev.stray_errors:
+            dev.drain(0.5)
+        assert dev.stray_errors and dev.stray_errors[0][1].code in (P.ERR_BAD_CRC, P.ERR_MALFORMED)
+
+
+def test_missing_serial_port_is_one_line_user_error():
+    with pytest.raises(UserError) as exc:
+        open_serial("/dev/ttyDOESNOTEXIST0")
+    assert "not found" in str(exc.value) and "\n" not in str(exc.value)
+    with pytest.raises(UserError):
+        Device("/dev/ttyDOESNOTEXIST0")
+
+
+def test_refused_socket_is_user_error():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(UserError) as exc:
+        open_serial(f"socket://127.0.0.1:{port}")
+    assert "\n" not in str(exc.value)

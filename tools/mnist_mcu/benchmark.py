@@ -1,0 +1,74 @@
+"""`mnist-mcu benchmark`: evaluate every QEMU environment and print one comparison table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from . import firmware as fw
+from .errors import UserError
+from .evaluate import DEFAULT_JOBS, evaluate
+from .paths import REPORTS_DIR
+from .reports import fmt_bytes, table, write_json
+
+DEFAULT_ENVS = ("qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8")
+
+COLUMNS = [
+    ("env", "env", str),
+    ("backend", "backend", str),
+    ("dtype", "dtype", str),
+    ("flash", "flash_bytes", fmt_bytes),
+    ("RAM", "ram_bytes", fmt_bytes),
+    ("instr/inf", "instructions_per_inference", lambda v: f"{v:,.0f}"),
+    ("instr max", "instructions_per_inference_max", lambda v: f"{v:,.0f}"),
+    ("accuracy", "accuracy", lambda v: f"{v:.2%}"),
+    ("agreement", "agreement", lambda v: f"{v:.2%}"),
+    ("max|diff|", "max_abs_diff", lambda v: f"{v:.2g}"),
+    ("wall s", "wall_seconds", lambda v: f"{v:.1f}"),
+    ("img/s", "images_per_second", lambda v: f"{v:.0f}"),
+]
+
+
+def benchmark(envs=None, limit=None, json_path=None, data_dir=None, model=None, jobs=DEFAULT_JOBS,
+              build=True, progress=None, echo=click.echo) -> dict:
+    envs = list(envs) if envs else list(DEFAULT_ENVS)
+    known = fw.list_envs()
+    for e in envs:
+        if e not in known:
+            raise UserError(f"unknown environment {e!r}; platformio.ini has: {', '.join(known)}")
+        if not fw.get_env(e).is_qemu:
+            raise UserError(f"env {e} is not a QEMU environment; benchmark runs QEMU envs only "
+                            f"(use `mnist-mcu evaluate --target serial` for boards)")
+    json_path = Path(json_path) if json_path else REPORTS_DIR / "benchmark.json"
+    t0 = time.monotonic()
+    rows = []
+    for e in envs:
+        echo(f"== {e}", err=True)
+        per_env_json = json_path.parent / f"{e}.json"
+        rows.append(evaluate(e, "qemu", None, limit, per_env_json, data_dir, model, jobs, build,
+                             progress=progress, echo=echo))
+    slim = [{k: v for k, v in r.items() if k not in ("confusion_matrix", "misclassified")} for r in rows]
+    result = {"limit": limit, "jobs": jobs, "total_seconds": round(time.monotonic() - t0, 3), "envs": slim}
+    write_json(json_path, result)
+    result["json"] = str(json_path)
+    result["table"] = table(slim, COLUMNS)
+    return result
+
+
+@click.command("benchmark")
+@click.option("--envs", multiple=True, help=f"environments (repeat or comma-separate; default: {', '.join(DEFAULT_ENVS)})")
+@click.option("--limit", type=int, default=None, help="only the first N test images")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="summary JSON (default reports/benchmark.json); per-env reports go next to it")
+@click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="float ONNX model (default model/mlp.onnx)")
+@click.option("--jobs", type=int, default=DEFAULT_JOBS, show_default=True, help="parallel QEMU instances per env")
+@click.option("--no-build", is_flag=True, help="use existing ELFs")
+def cli(envs, limit, json_path, data_dir, model, jobs, no_build):
+    """Evaluate all QEMU environments and print a comparison table."""
+    names = [n.strip() for item in envs for n in item.split(",") if n.strip()]
+    res = benchmark(names or None, limit, json_path, data_dir, model, jobs, not no_build)
+    click.echo(res["table"])
+    click.echo(f"wrote {res['json']}")

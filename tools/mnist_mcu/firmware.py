@@ -1,0 +1,207 @@
+"""platformio.ini environments, `pio run`, ELF paths and sizes."""
+
+from __future__ import annotations
+
+import configparser
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .paths import ROOT
+
+INI = ROOT / "platformio.ini"
+_VAR = re.compile(r"\$\{([^}]+)\}")
+
+
+@dataclass(frozen=True)
+class Env:
+    name: str
+    board: str
+    qemu_machine: str | None
+    model_dir: Path
+    backend: str
+    dtype: str
+    options: dict
+
+    @property
+    def is_qemu(self) -> bool:
+        return bool(self.qemu_machine)
+
+    @property
+    def elf(self) -> Path:
+        return ROOT / ".pio" / "build" / self.name / "firmware.elf"
+
+
+def _read_ini(path: Path = INI) -> configparser.ConfigParser:
+    if not path.is_file():
+        raise UserError(f"{path} not found; run from a mnist-mcu checkout")
+    cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",), strict=False)
+    cp.optionxform = str
+    try:
+        cp.read(path)
+    except configparser.Error as exc:
+        raise UserError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    return cp
+
+
+def _get(cp, section, key, seen=None):
+    """PlatformIO lookup: [env:NAME] (and what it `extends`), then [env]; ${sec.opt} expanded."""
+    seen = seen or set()
+    if section in seen:
+        return None
+    seen = seen | {section}
+    if cp.has_section(section):
+        if cp.has_option(section, key):
+            return _expand(cp, cp.get(section, key))
+        ext = cp.get(section, "extends", fallback=None)
+        if ext:
+            for parent in (p.strip() for p in ext.split(",") if p.strip()):
+                value = _get(cp, parent, key, seen)
+                if value is not None:
+                    return value
+    if section.startswith("env:"):
+        return _get(cp, "env", key, seen)
+    return None
+
+
+def _expand(cp, value, depth=0):
+    if depth > 10:
+        return value
+
+    def sub(m):
+        ref = m.group(1)
+        if "." not in ref:
+            return m.group(0)  # ${PROJECT_DIR} and friends: left to PlatformIO
+        sec, opt = ref.rsplit(".", 1)
+        if sec.startswith("sysenv"):
+            return os.environ.get(opt, "")
+        got = _get(cp, sec, opt)
+        return got if got is not None else ""
+
+    return _VAR.sub(sub, value) if "${" in value else value
+
+
+def list_envs(path: Path = INI) -> list[str]:
+    cp = _read_ini(path)
+    return [s.split(":", 1)[1] for s in cp.sections() if s.startswith("env:")]
+
+
+def get_env(name: str, path: Path = INI) -> Env:
+    cp = _read_ini(path)
+    section = f"env:{name}"
+    if not cp.has_section(section):
+        raise UserError(f"unknown environment {name!r}; platformio.ini has: {', '.join(list_envs(path))}")
+    keys = set(cp.options(section)) | (set(cp.options("env")) if cp.has_section("env") else set())
+    options = {k: _get(cp, section, k) for k in keys}
+    model_dir = options.get("custom_model_dir") or ""
+    return Env(
+        name=name,
+        board=options.get("board") or "",
+        qemu_machine=(options.get("custom_qemu_machine") or "").strip() or None,
+        model_dir=(ROOT / model_dir) if model_dir else ROOT,
+        backend=(options.get("custom_backend") or "").strip(),
+        dtype=(options.get("custom_dtype") or "f32").strip(),
+        options=options,
+    )
+
+
+def qemu_envs(path: Path = INI) -> list[str]:
+    return [e for e in list_envs(path) if get_env(e, path).is_qemu]
+
+
+def pio_executable() -> str:
+    cand = Path(sys.executable).parent / "pio"
+    if cand.is_file():
+        return str(cand)
+    found = shutil.which("pio") or shutil.which("platformio")
+    if not found:
+        raise UserError("PlatformIO (`pio`) not found; install the project (pip install -e .) into this Python")
+    return found
+
+
+@contextmanager
+def _build_lock(env_name: str):
+    """Serialise concurrent builds of the same env (parallel test sessions, two shells)."""
+    lock_dir = ROOT / ".pio"
+    lock_dir.mkdir(exist_ok=True)
+    with open(lock_dir / f".build-{env_name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build(env: Env | str, verbose: bool = False) -> Path:
+    """`pio run -e ENV`; returns the ELF. Build failures are one-line UserErrors (log kept)."""
+    env = get_env(env) if isinstance(env, str) else env
+    if not env.model_dir.is_dir():
+        raise UserError(f"model library {env.model_dir.relative_to(ROOT)} for env {env.name} does not exist; "
+                        f"run `mnist-mcu compile` with --backend {env.backend} --dtype {env.dtype} first")
+    log = ROOT / ".pio" / f"build-{env.name}.log"
+    cmd = [pio_executable(), "run", "-e", env.name]
+    with _build_lock(env.name):
+        log.parent.mkdir(exist_ok=True)
+        with open(log, "w") as fh:
+            proc = subprocess.run(cmd, cwd=ROOT, stdout=None if verbose else fh,
+                                  stderr=subprocess.STDOUT if not verbose else None, text=True)
+    if proc.returncode != 0 or not env.elf.is_file():
+        first = _first_error(log) if not verbose else None
+        hint = f": {first}" if first else ""
+        raise UserError(f"building env {env.name} failed (`pio run -e {env.name}`){hint}; full log: {log}")
+    return env.elf
+
+
+def upload(env: Env | str) -> None:
+    """`pio run -e ENV -t upload` (flash a real board); failures are one-line UserErrors."""
+    env = get_env(env) if isinstance(env, str) else env
+    log = ROOT / ".pio" / f"upload-{env.name}.log"
+    log.parent.mkdir(exist_ok=True)
+    with _build_lock(env.name), open(log, "w") as fh:
+        proc = subprocess.run([pio_executable(), "run", "-e", env.name, "-t", "upload"], cwd=ROOT,
+                              stdout=fh, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        first = _first_error(log)
+        raise UserError(f"flashing env {env.name} failed (`pio run -e {env.name} -t upload`)"
+                        f"{': ' + first if first else ''}; full log: {log}")
+
+
+def _first_error(log: Path) -> str | None:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if re.search(r"\berror\b|Error:|\*\*\*", line):
+            return line.strip()[:300]
+    return lines[-1].strip()[:300] if lines else None
+
+
+def require_elf(env: Env) -> Path:
+    if not env.elf.is_file():
+        raise UserError(f"{env.elf.relative_to(ROOT)} not found; build it with `pio run -e {env.name}` "
+                        "(or drop --no-build)")
+    return env.elf
+
+
+def elf_sizes(elf: Path) -> dict:
+    """Berkeley sizes from arm-none-eabi-size: flash = text + data, static RAM = data + bss."""
+    tool = shutil.which("arm-none-eabi-size")
+    if not tool:
+        return {}
+    try:
+        out = subprocess.run([tool, "-B", str(elf)], capture_output=True, text=True, check=True).stdout
+    except (subprocess.CalledProcessError, OSError):
+        return {}
+    lines = out.strip().splitlines()
+    if len(lines) < 2:
+        return {}
+    text, data, bss = (int(x) for x in lines[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss, "flash_bytes": text + data, "static_ram_bytes": data + bss}

@@ -1,0 +1,429 @@
+"""Serial protocol version 1 (docs/protocol.md): framing, messages, image encodings.
+
+wire  := COBS(body) 0x00
+body  := type:u8 seq:u8 payload crc:u16le   (CRC-16/CCITT-FALSE over type, seq, payload)
+
+Pure functions and small dataclasses only; no I/O (that is transport.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+VERSION = 1
+MAX_BODY = 1024
+
+# Message types
+INFO = 0x01
+INFER = 0x02
+REPLY_BIT = 0x80
+INFO_REPLY = INFO | REPLY_BIT
+INFER_REPLY = INFER | REPLY_BIT
+ERROR = 0x7F
+FAULT = 0x7E
+
+# Image encodings
+ENC_RAW = 0
+ENC_ZERO_RUN = 1
+
+# Error codes
+ERR_BAD_CRC = 1
+ERR_MALFORMED = 2
+ERR_TOO_LONG = 3
+ERR_UNKNOWN_TYPE = 4
+ERR_BAD_PAYLOAD = 5
+ERR_MODEL = 6
+ERROR_NAMES = {
+    ERR_BAD_CRC: "bad CRC",
+    ERR_MALFORMED: "malformed frame",
+    ERR_TOO_LONG: "frame too long",
+    ERR_UNKNOWN_TYPE: "unknown request type",
+    ERR_BAD_PAYLOAD: "bad payload",
+    ERR_MODEL: "model failed",
+}
+
+
+class ProtocolError(ValueError):
+    """A frame or message that does not follow the protocol."""
+
+
+class CobsError(ProtocolError):
+    pass
+
+
+class CrcError(ProtocolError):
+    pass
+
+
+# ---------------------------------------------------------------- CRC-16/CCITT-FALSE
+
+def _crc_table():
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
+        table.append(crc & 0xFFFF)
+    return tuple(table)
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, xorout 0."""
+    table = _CRC_TABLE
+    for b in data:
+        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ b) & 0xFF]
+    return crc
+
+
+# ---------------------------------------------------------------- COBS
+
+def cobs_encode(data: bytes) -> bytes:
+    """Consistent Overhead Byte Stuffing; the result contains no 0x00 (no trailing delimiter)."""
+    out = bytearray()
+    start = 0
+    n = len(data)
+    while True:
+        # a block holds at most 254 non-zero bytes
+        end = start
+        limit = min(n, start + 254)
+        while end < limit and data[end] != 0:
+            end += 1
+        out.append(end - start + 1)
+        out += data[start:end]
+        if end >= n:
+            break
+        if end - start == 254:  # a full block: no implied zero
+            start = end
+        else:  # data[end] is a zero, implied by the block
+            start = end + 1
+            if start == n:  # data ends with a zero: one more (empty) block
+                out.append(1)
+                break
+    return bytes(out)
+
+
+def cobs_decode(data: bytes) -> bytes:
+    """Inverse of cobs_encode; raises CobsError on a zero byte or a block overrunning the data."""
+    out = bytearray()
+    i = 0
+    n = len(data)
+    if n == 0:
+        raise CobsError("empty COBS frame")
+    while i < n:
+        code = data[i]
+        if code == 0:
+            raise CobsError(f"zero byte inside COBS data at {i}")
+        end = i + code
+        if end > n:
+            raise CobsError(f"COBS block at {i} runs past the end ({code} > {n - i})")
+        block = data[i + 1:end]
+        if 0 in block:
+            raise CobsError("zero byte inside COBS data")
+        out += block
+        i = end
+        if code != 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+# ---------------------------------------------------------------- frames
+
+@dataclass(frozen=True)
+class Frame:
+    type: int
+    seq: int
+    payload: bytes = b""
+
+
+def encode_body(type_: int, seq: int, payload: bytes = b"") -> bytes:
+    if not (0 <= type_ <= 255 and 0 <= seq <= 255):
+        raise ValueError("type and seq are bytes")
+    head = bytes((type_, seq)) + bytes(payload)
+    return head + struct.pack("<H", crc16(head))
+
+
+def encode_frame(type_: int, seq: int, payload: bytes = b"") -> bytes:
+    """Frame -> wire bytes (COBS + trailing 0x00)."""
+    body = encode_body(type_, seq, payload)
+    if len(body) > MAX_BODY:
+        raise ProtocolError(f"frame body of {len(body)} bytes exceeds {MAX_BODY}")
+    return cobs_encode(body) + b"\x00"
+
+
+def decode_body(body: bytes) -> Frame:
+    if len(body) < 4:
+        raise ProtocolError(f"frame of {len(body)} bytes is shorter than 4")
+    if len(body) > MAX_BODY:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_BODY}")
+    got = struct.unpack_from("<H", body, len(body) - 2)[0]
+    want = crc16(body[:-2])
+    if got != want:
+        raise CrcError(f"bad CRC (got {got:#06x}, computed {want:#06x})")
+    return Frame(body[0], body[1], bytes(body[2:-2]))
+
+
+def decode_frame(wire: bytes) -> Frame:
+    """COBS data of one frame (with or without the trailing 0x00) -> Frame."""
+    if wire.endswith(b"\x00"):
+        wire = wire[:-1]
+    return decode_body(cobs_decode(wire))
+
+
+class FrameDecoder:
+    """Incremental receiver: feed bytes, get decoded frames and errors.
+
+    Bytes are collected up to each 0x00; an over-long frame is dropped up to the next
+    0x00 (resynchronisation). Empty frames (two delimiters in a row) are ignored.
+    """
+
+    def __init__(self, max_wire: int | None = None):
+        self.max_wire = max_wire or (MAX_BODY + MAX_BODY // 254 + 2)
+        self._buf = bytearray()
+        self._overflow = False
+
+    def feed(self, data: bytes):
+        """Yield Frame or ProtocolError instances, in order."""
+        for chunk_end in _iter_split(data):
+            part, terminated = chunk_end
+            if not self._overflow:
+                self._buf += part
+                if len(self._buf) > self.max_wire:
+                    self._overflow = True
+                    self._buf.clear()
+            if terminated:
+                if self._overflow:
+                    self._overflow = False
+                    yield ProtocolError("frame too long (dropped up to the next delimiter)")
+                elif self._buf:
+                    raw = bytes(self._buf)
+                    self._buf.clear()
+                    try:
+                        yield decode_body(cobs_decode(raw))
+                    except ProtocolError as exc:
+                        yield exc
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+
+def _iter_split(data: bytes):
+    start = 0
+    while True:
+        idx = data.find(b"\x00", start)
+        if idx < 0:
+            if start < len(data):
+                yield data[start:], False
+            return
+        yield data[start:idx], True
+        start = idx + 1
+
+
+# ---------------------------------------------------------------- image encodings
+
+def zero_run_encode(pixels) -> bytes:
+    """Raw uint8 pixels -> zero-run encoding: non-zero byte = pixel; 0x00 n = n zeros (1..255)."""
+    px = np.asarray(pixels, dtype=np.uint8).ravel()
+    out = bytearray()
+    data = px.tobytes()
+    i, n = 0, len(data)
+    while i < n:
+        b = data[i]
+        if b:
+            j = data.find(b"\x00", i)
+            if j < 0:
+                j = n
+            out += data[i:j]
+            i = j
+        else:
+            j = i
+            while j < n and data[j] == 0 and j - i < 255:
+                j += 1
+            out += bytes((0, j - i))
+            i = j
+    return bytes(out)
+
+
+def zero_run_decode(data: bytes, size: int | None = None) -> bytes:
+    out = bytearray()
+    i, n = 0, len(data)
+    while i < n:
+        b = data[i]
+        if b:
+            out.append(b)
+            i += 1
+        else:
+            if i + 1 >= n:
+                raise ProtocolError("zero-run: 0x00 without a count")
+            count = data[i + 1]
+            if count == 0:
+                raise ProtocolError("zero-run: count 0")
+            out += bytes(count)
+            i += 2
+    if size is not None and len(out) != size:
+        raise ProtocolError(f"zero-run: decoded {len(out)} pixels, expected {size}")
+    return bytes(out)
+
+
+def encode_image(pixels, encoding: int = ENC_ZERO_RUN) -> bytes:
+    px = np.asarray(pixels, dtype=np.uint8).ravel()
+    if encoding == ENC_RAW:
+        return bytes((ENC_RAW,)) + px.tobytes()
+    if encoding == ENC_ZERO_RUN:
+        return bytes((ENC_ZERO_RUN,)) + zero_run_encode(px)
+    raise ValueError(f"unknown encoding {encoding}")
+
+
+def decode_image(payload: bytes, size: int) -> bytes:
+    """INFER request payload -> raw pixels (the device's side; used by tests and fakes)."""
+    if not payload:
+        raise ProtocolError("empty INFER payload")
+    enc, data = payload[0], payload[1:]
+    if enc == ENC_RAW:
+        if len(data) != size:
+            raise ProtocolError(f"raw image of {len(data)} bytes, expected {size}")
+        return bytes(data)
+    if enc == ENC_ZERO_RUN:
+        return zero_run_decode(data, size)
+    raise ProtocolError(f"unknown encoding {enc}")
+
+
+# ---------------------------------------------------------------- messages
+
+@dataclass(frozen=True)
+class Info:
+    version: int
+    input_size: int
+    output_size: int
+    cpu_hz: int
+    tick_hz: int
+    flash_bytes: int
+    static_ram_bytes: int
+    heap_peak_bytes: int
+    stack_peak_bytes: int
+    stack_size_bytes: int
+    model: str
+    backend: str
+    dtype: str
+    board: str
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.static_ram_bytes + self.heap_peak_bytes + self.stack_peak_bytes
+
+
+@dataclass(frozen=True)
+class InferResult:
+    cls: int
+    outputs: np.ndarray = field(compare=False)
+    ticks: int = 0
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    code: int
+    detail: int
+
+    def describe(self) -> str:
+        name = ERROR_NAMES.get(self.code, "unknown error")
+        return f"{name} (code {self.code}, detail {self.detail})"
+
+
+@dataclass(frozen=True)
+class FaultReport:
+    pc: int
+    lr: int
+    cfsr: int
+    hfsr: int
+
+    def describe(self) -> str:
+        return f"pc={self.pc:#010x} lr={self.lr:#010x} cfsr={self.cfsr:#010x} hfsr={self.hfsr:#010x}"
+
+
+_INFO_HEAD = struct.Struct("<BHHIIIIIII")
+
+
+def build_info_request(seq: int) -> bytes:
+    return encode_frame(INFO, seq)
+
+
+def build_infer_request(seq: int, pixels, encoding: int = ENC_ZERO_RUN) -> bytes:
+    return encode_frame(INFER, seq, encode_image(pixels, encoding))
+
+
+def pack_info(info: Info) -> bytes:
+    out = bytearray(_INFO_HEAD.pack(
+        info.version, info.input_size, info.output_size, info.cpu_hz, info.tick_hz,
+        info.flash_bytes, info.static_ram_bytes, info.heap_peak_bytes,
+        info.stack_peak_bytes, info.stack_size_bytes))
+    for s in (info.model, info.backend, info.dtype, info.board):
+        b = s.encode()
+        out += bytes((len(b),)) + b
+    return bytes(out)
+
+
+def parse_info(payload: bytes) -> Info:
+    if len(payload) < _INFO_HEAD.size:
+        raise ProtocolError(f"INFO reply of {len(payload)} bytes is too short")
+    head = _INFO_HEAD.unpack_from(payload)
+    pos = _INFO_HEAD.size
+    strings = []
+    for _ in range(4):
+        if pos >= len(payload):
+            raise ProtocolError("INFO reply: missing string")
+        n = payload[pos]
+        pos += 1
+        if pos + n > len(payload):
+            raise ProtocolError("INFO reply: string runs past the end")
+        strings.append(payload[pos:pos + n].decode("utf-8", "replace"))
+        pos += n
+    if pos != len(payload):
+        raise ProtocolError(f"INFO reply: {len(payload) - pos} trailing bytes")
+    return Info(*head, *strings)
+
+
+def pack_infer_reply(cls: int, outputs, ticks: int) -> bytes:
+    out = np.asarray(outputs, dtype="<f4").ravel()
+    return bytes((cls, len(out))) + out.tobytes() + struct.pack("<I", ticks)
+
+
+def parse_infer_reply(payload: bytes) -> InferResult:
+    if len(payload) < 2:
+        raise ProtocolError("INFER reply too short")
+    cls, n = payload[0], payload[1]
+    if len(payload) != 2 + 4 * n + 4:
+        raise ProtocolError(f"INFER reply of {len(payload)} bytes does not match n={n}")
+    outputs = np.frombuffer(payload, dtype="<f4", count=n, offset=2).astype(np.float32)
+    ticks = struct.unpack_from("<I", payload, 2 + 4 * n)[0]
+    return InferResult(cls, outputs, ticks)
+
+
+def pack_error(code: int, detail: int = 0) -> bytes:
+    return bytes((code, detail))
+
+
+def parse_error(payload: bytes) -> ErrorReply:
+    if len(payload) != 2:
+        raise ProtocolError(f"ERROR reply of {len(payload)} bytes (expected 2)")
+    return ErrorReply(payload[0], payload[1])
+
+
+def pack_fault(pc: int, lr: int, cfsr: int, hfsr: int) -> bytes:
+    return struct.pack("<IIII", pc, lr, cfsr, hfsr)
+
+
+def parse_fault(payload: bytes) -> FaultReport:
+    if len(payload) != 16:
+        raise ProtocolError(f"FAULT report of {len(payload)} bytes (expected 16)")
+    return FaultReport(*struct.unpack("<IIII", payload))
+
+
+def ticks_to_instructions(ticks, tick_hz: int, shift: int = 0):
+    """Under QEMU -icount shift=S: executed instructions = ticks * 1e9 / tick_hz / 2**S."""
+    return np.asarray(ticks, dtype=np.float64) * 1e9 / tick_hz / (2 ** shift)
