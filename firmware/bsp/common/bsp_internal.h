@@ -14,4 +14,12 @@ void ticks_init(uint32_t cpu_hz);
  * mark (memstats.c). Called first thing from Reset_Handler. */
 void stack_paint(void);
 
+/* Common: sleep until interrupt `irq` is pending and ready() holds (idle.c).
+ * Lets an emulator stop spinning while the host sends bytes. */
+void wait_for_irq(unsigned irq, int (*ready)(void));
+
+/* Common: account for a SysTick wrap that is pending while interrupts are
+ * masked (ticks.c); no-op with the DWT counter. */
+void ticks_poll_masked(void);
+
 #endif /* BSP_INTERNAL_H */

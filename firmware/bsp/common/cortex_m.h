@@ -24,6 +24,14 @@
 #define SYST_CSR_TICKINT   (1u << 1)
 #define SYST_CSR_CLKSOURCE (1u << 2) /* 1 = processor clock */
 
+/* Interrupt control and NVIC */
+#define SCB_ICSR REG32(0xE000ED04u)
+#define ICSR_PENDSTSET (1u << 26)
+#define ICSR_PENDSTCLR (1u << 25)
+#define NVIC_ISER(n) REG32(0xE000E100u + 4u * (n))
+#define NVIC_ICER(n) REG32(0xE000E180u + 4u * (n))
+#define NVIC_ICPR(n) REG32(0xE000E280u + 4u * (n))
+
 /* Debug cycle counter (real silicon; reads 0 under QEMU) */
 #define DEMCR      REG32(0xE000EDFCu)
 #define DEMCR_TRCENA (1u << 24)

@@ -22,6 +22,8 @@ uint32_t bsp_ticks(void) { return DWT_CYCCNT; }
 
 void SysTick_Handler(void) {}  /* SysTick is not enabled on these boards */
 
+void ticks_poll_masked(void) {}
+
 #else
 
 #define SYSTICK_MAX 0x00FFFFFFu
@@ -38,6 +40,14 @@ void ticks_init(uint32_t cpu_hz)
 }
 
 void SysTick_Handler(void) { systick_wraps++; }
+
+void ticks_poll_masked(void)
+{
+    if (SCB_ICSR & ICSR_PENDSTSET) {
+        SCB_ICSR = ICSR_PENDSTCLR;
+        systick_wraps++;
+    }
+}
 
 uint32_t bsp_ticks(void)
 {

@@ -10,18 +10,22 @@
 #define UART_DATA    REG32(UART0_BASE + 0x00u)
 #define UART_STATE   REG32(UART0_BASE + 0x04u)
 #define UART_CTRL    REG32(UART0_BASE + 0x08u)
+#define UART_INTCLR  REG32(UART0_BASE + 0x0Cu)
 #define UART_BAUDDIV REG32(UART0_BASE + 0x10u)
 
 #define STATE_TX_FULL (1u << 0)
 #define STATE_RX_FULL (1u << 1)
 #define CTRL_TX_EN (1u << 0)
 #define CTRL_RX_EN (1u << 1)
+#define CTRL_RX_INT (1u << 3)
+#define INT_RX (1u << 1)
+#define UART0_RX_IRQ 0u
 
 void board_init(void)
 {
     /* QEMU's model refuses to move bytes while the divider is below 16. */
     UART_BAUDDIV = CPU_HZ / BAUD;
-    UART_CTRL = CTRL_TX_EN | CTRL_RX_EN;
+    UART_CTRL = CTRL_TX_EN | CTRL_RX_EN | CTRL_RX_INT;  /* RX interrupt only wakes WFI */
 }
 
 void bsp_uart_write(const uint8_t *buf, size_t len)
@@ -33,11 +37,15 @@ void bsp_uart_write(const uint8_t *buf, size_t len)
     }
 }
 
+static int rx_ready(void) { return (UART_STATE & STATE_RX_FULL) != 0; }
+
 int bsp_uart_getc(void)
 {
-    while (!(UART_STATE & STATE_RX_FULL)) {
-    }
-    return (int)(UART_DATA & 0xFFu);
+    if (!rx_ready())
+        wait_for_irq(UART0_RX_IRQ, rx_ready);
+    int c = (int)(UART_DATA & 0xFFu);
+    UART_INTCLR = INT_RX;  /* the RX interrupt is latched until cleared */
+    return c;
 }
 
 uint32_t bsp_cpu_hz(void) { return CPU_HZ; }

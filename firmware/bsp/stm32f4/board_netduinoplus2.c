@@ -13,7 +13,7 @@
 void board_init(void)
 {
     RCC_APB2ENR |= RCC_APB2ENR_USART1EN;
-    usart_init(USART1_BASE, PCLK2_HZ, 115200u);
+    usart_init(USART1_BASE, USART1_IRQ, PCLK2_HZ, 115200u);
 }
 
 uint32_t bsp_cpu_hz(void) { return CPU_HZ; }

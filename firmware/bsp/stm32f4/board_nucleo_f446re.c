@@ -67,7 +67,7 @@ void board_init(void)
     uart_pins_init();
     RCC_APB1ENR |= RCC_APB1ENR_USART2EN;
     (void)RCC_APB1ENR;
-    usart_init(USART2_BASE, PCLK1_HZ, 115200u);
+    usart_init(USART2_BASE, USART2_IRQ, PCLK1_HZ, 115200u);
 }
 
 uint32_t bsp_cpu_hz(void) { return CPU_HZ; }

@@ -47,7 +47,9 @@
 #define USART1_BASE   0x40011000u
 #define USART2_BASE   0x40004400u
 
-/* usart.c: polled console UART, 8N1. */
-void usart_init(uint32_t base, uint32_t pclk_hz, uint32_t baud);
+/* usart.c: console UART, 8N1; irq = its NVIC line (wakes the idle wait). */
+void usart_init(uint32_t base, unsigned irq, uint32_t pclk_hz, uint32_t baud);
+#define USART1_IRQ 37u
+#define USART2_IRQ 38u
 
 #endif /* STM32F4_H */

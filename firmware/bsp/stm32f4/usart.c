@@ -1,7 +1,8 @@
-/* Polled STM32F4 USART driver, shared by the emulated netduinoplus2 (USART1)
+/* STM32F4 USART driver (polled transmit, WFI-idle receive), shared by the emulated netduinoplus2 (USART1)
  * and the NUCLEO-F446RE (USART2). The board file picks the instance. */
 #include "bsp.h"
 #include "stm32f4.h"
+#include "../common/bsp_internal.h"
 
 #define USART_SR(b)  REG32((b) + 0x00u)
 #define USART_DR(b)  REG32((b) + 0x04u)
@@ -11,18 +12,22 @@
 #define SR_RXNE (1u << 5)
 #define SR_TXE  (1u << 7)
 #define CR1_RE  (1u << 2)
+#define CR1_RXNEIE (1u << 5)
 #define CR1_TE  (1u << 3)
 #define CR1_UE  (1u << 13)
 
 static uint32_t console;
+static unsigned console_irq;
 
-void usart_init(uint32_t base, uint32_t pclk_hz, uint32_t baud)
+void usart_init(uint32_t base, unsigned irq, uint32_t pclk_hz, uint32_t baud)
 {
     console = base;
+    console_irq = irq;
     USART_CR1(base) = 0;
     /* 16x oversampling: BRR holds pclk/baud in 12.4 fixed point, rounded. */
     USART_BRR(base) = (pclk_hz + baud / 2) / baud;
-    USART_CR1(base) = CR1_UE | CR1_TE | CR1_RE;
+    /* RXNEIE only wakes WFI (see idle.c); no handler ever runs for it. */
+    USART_CR1(base) = CR1_UE | CR1_TE | CR1_RE | CR1_RXNEIE;
 }
 
 void bsp_uart_write(const uint8_t *buf, size_t len)
@@ -34,11 +39,13 @@ void bsp_uart_write(const uint8_t *buf, size_t len)
     }
 }
 
+static int rx_ready(void) { return (USART_SR(console) & SR_RXNE) != 0; }
+
 int bsp_uart_getc(void)
 {
     /* Reading SR then DR also clears an overrun, so a lost byte cannot wedge
      * the receiver; the protocol's CRC catches the damage. */
-    while (!(USART_SR(console) & SR_RXNE)) {
-    }
+    if (!rx_ready())
+        wait_for_irq(console_irq, rx_ready);
     return (int)(USART_DR(console) & 0xFFu);
 }

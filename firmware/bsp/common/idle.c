@@ -1,0 +1,31 @@
+/* Waiting for a UART byte without spinning.
+ *
+ * Under QEMU a busy-polling guest keeps a host core at 100 %, so two emulators
+ * on a 2-core machine starve each other. Here the core sleeps in WFI until the
+ * UART's interrupt is pending. PRIMASK stays set, so no handler runs (WFI still
+ * wakes on a pending interrupt), and the NVIC line is enabled only meanwhile.
+ * A SysTick wrap that falls in the wait is counted by hand so bsp_ticks()
+ * stays monotonic. */
+#include "bsp_internal.h"
+#include "cortex_m.h"
+
+void wait_for_irq(unsigned irq, int (*ready)(void))
+{
+    const unsigned n = irq >> 5;
+    const uint32_t bit = 1u << (irq & 31u);
+
+    __asm__ volatile("cpsid i" ::: "memory");
+    NVIC_ISER(n) = bit;
+    for (;;) {
+        NVIC_ICPR(n) = bit;  /* clear first: a byte arriving after this re-pends it */
+        dsb_isb();
+        if (ready())
+            break;
+        ticks_poll_masked();
+        __asm__ volatile("dsb\n\twfi" ::: "memory");
+    }
+    NVIC_ICER(n) = bit;
+    NVIC_ICPR(n) = bit;
+    dsb_isb();
+    __asm__ volatile("cpsie i" ::: "memory");
+}
