@@ -4,20 +4,21 @@ SHELL := /bin/bash
 VENV  := .venv
 BIN   := $(VENV)/bin
 PIO   := $(BIN)/pio
-MNIST_DIR ?= $(firstword $(wildcard ../shared/mnist) data)
+MNIST_DIR ?= $(firstword $(wildcard $(abspath ../shared/mnist)) $(abspath data))
 export MNIST_DIR
-QEMU_ENVS   := qemu_an386_deepc qemu_f405_f32 qemu_f405_int8
-BOARD_ENVS  := nucleo_f446re_f32 nucleo_f446re_int8
-BACKEND ?= deepc
+ENVS    := qemu_an386_deepc qemu_f405_f32 qemu_f405_int8 nucleo_f446re_f32 nucleo_f446re_int8
+# all: every backend; deepc or native: just that one (make all BACKEND=native)
+BACKEND ?= all
 PYTEST_ARGS ?=
 
-.PHONY: all setup train generate build evaluate benchmark test test-fast clean help
+.PHONY: all setup train generate build benchmark draw test test-fast clean help
 
 help:
 	@echo "make all        set up, train, compile (deepC + native), build, run all 10,000 test images under QEMU"
-	@echo "make test       set up and run every test (unit, QEMU end-to-end, slow ones included)"
-	@echo "make test-fast  unit tests and quick QEMU runs only"
-	@echo "make train | generate | build | evaluate [BACKEND=deepc|native] | benchmark"
+	@echo "make all BACKEND=deepc|native   the same for one backend"
+	@echo "make test       set up and run every test (unit, host-compiled C, QEMU end-to-end, slow ones too)"
+	@echo "make test-fast  everything but the slow tests"
+	@echo "make train | generate | build | benchmark | draw"
 
 setup:
 	@bash tools/setup.sh
@@ -32,26 +33,26 @@ generate: setup
 	$(BIN)/mnist-mcu compile model/mlp.onnx --backend native --dtype int8
 
 build: setup
-	$(PIO) run $(addprefix -e ,$(QEMU_ENVS) $(BOARD_ENVS))
+	$(PIO) run $(addprefix -e ,$(ENVS))
 
 # The main job: data -> model -> C -> firmware -> QEMU, all 10,000 test images.
+ifeq ($(BACKEND),all)
 all: train generate build
-ifeq ($(BACKEND),native)
-	$(BIN)/mnist-mcu evaluate --env qemu_f405_f32 --target qemu
-	$(BIN)/mnist-mcu evaluate --env qemu_f405_int8 --target qemu
-else
 	$(BIN)/mnist-mcu benchmark
-endif
-
-evaluate: setup
-ifeq ($(BACKEND),native)
-	$(BIN)/mnist-mcu evaluate --env qemu_f405_int8 --target qemu
+else ifeq ($(BACKEND),native)
+all: train
+	$(BIN)/mnist-mcu run --backend native --dtype f32
+	$(BIN)/mnist-mcu run --backend native --dtype int8
 else
-	$(BIN)/mnist-mcu evaluate --env qemu_an386_deepc --target qemu
+all: train
+	$(BIN)/mnist-mcu run --backend $(BACKEND)
 endif
 
 benchmark: setup
 	$(BIN)/mnist-mcu benchmark
+
+draw: setup
+	$(BIN)/mnist-mcu draw --env qemu_f405_f32
 
 test: setup
 	$(BIN)/python -m pytest -v $(PYTEST_ARGS)

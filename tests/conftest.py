@@ -12,6 +12,13 @@ from mnist_mcu.paths import ROOT
 QEMU_ENVS = ["qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8"]
 
 
+def pytest_configure(config):
+    # Commands run by the tests (compile's int8 calibration, evaluate) read $MNIST_DIR too.
+    shared = ROOT.parent / "shared" / "mnist"
+    if not os.environ.get("MNIST_DIR") and shared.is_dir():
+        os.environ["MNIST_DIR"] = str(shared)
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("mnist-mcu hardware")
     group.addoption("--port", default=None,

@@ -4,11 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BIN = Path(sys.executable).parent / "mnist-mcu"
 
 
 def run(*args, env=None):
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_help_lists_stages():
@@ -39,3 +41,29 @@ def test_compile_rejects_int8_for_deepc(tmp_path):
     model = Path(__file__).resolve().parents[1] / "model" / "mlp.onnx"
     out = run("compile", str(model), "--backend", "deepc", "--dtype", "int8", "--out", str(tmp_path / "gen"))
     assert out.returncode == 2 and "--backend native" in out.stderr
+
+
+def test_run_rejects_int8_deepc():
+    out = run("run", "--backend", "deepc", "--dtype", "int8")
+    assert out.returncode == 2 and out.stderr.startswith("error: no environment") and out.stderr.count("\n") == 1
+
+
+def test_run_rejects_env_of_another_backend():
+    out = run("run", "--backend", "native", "--dtype", "int8", "--env", "qemu_f405_f32")
+    assert out.returncode == 2 and "not native int8" in out.stderr
+
+
+def test_run_picks_the_backend_env():
+    from mnist_mcu.run import pick_env
+
+    assert pick_env("deepc", "f32").name == "qemu_an386_deepc"
+    assert pick_env("native", "int8").name == "qemu_f405_int8"
+    assert pick_env("native", "f32", "nucleo_f446re_f32").name == "nucleo_f446re_f32"
+
+
+@pytest.mark.qemu
+def test_run_end_to_end_on_a_subset():
+    out = run("run", "--backend", "native", "--dtype", "int8", "--limit", "200")
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert "native int8 on netduinoplus2 (qemu_f405_int8): device accuracy" in last and "200 test images" in last

@@ -42,6 +42,7 @@ def test_missing_data_is_one_clear_line(tmp_path, loader, monkeypatch):
     with pytest.raises(UserError) as err:
         call()
     msg = str(err.value)
+    assert not any(tmp_path.iterdir()), "a failed download must not leave folders behind"
     assert "\n" not in msg and str(tmp_path) in msg and "t10k-images-idx3-ubyte" in msg and "MNIST_DIR" in msg
 
 

@@ -72,3 +72,6 @@ def cli(envs, limit, json_path, data_dir, model, jobs, no_build):
     res = benchmark(names or None, limit, json_path, data_dir, model, jobs, not no_build)
     click.echo(res["table"])
     click.echo(f"wrote {res['json']}")
+    for r in sorted(res["envs"], key=lambda r: r["backend"] == "deepc"):  # deepC last: the user's compiler
+        click.echo(f"{r['env']}: {r['backend']} {r['dtype']} device accuracy {r['accuracy']:.2%} on "
+                   f"{r['images']} test images under QEMU (host {r['host_accuracy']:.2%}, agreement {r['agreement']:.2%})")

@@ -8,7 +8,7 @@ import click
 from .errors import UserError
 
 # Stage modules, each exposing a click command named `cli`.
-STAGES = ["train", "compile", "evaluate", "benchmark", "draw"]
+STAGES = ["train", "compile", "evaluate", "benchmark", "run", "draw"]
 
 
 @click.group()

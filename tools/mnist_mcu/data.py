@@ -5,7 +5,10 @@ network allows); without PyTorch the same raw IDX files are read directly, so
 compiling and evaluating firmware never needs PyTorch.
 """
 
+import gzip
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +59,6 @@ def _load_raw(root, split):
     raw = _raw_dir(root)
     for name in (img_name, lbl_name):
         if not (raw / name).is_file() and (raw / f"{name}.gz").is_file():
-            import gzip
             return _load_gz(raw, split)
         if not (raw / name).is_file():
             raise _missing_error(root, split)
@@ -64,8 +66,6 @@ def _load_raw(root, split):
 
 
 def _load_gz(raw, split):
-    import gzip
-    import tempfile
     out = []
     for name in RAW_FILES[split]:
         with gzip.open(raw / f"{name}.gz", "rb") as fh, tempfile.NamedTemporaryFile() as tmp:
@@ -81,9 +81,12 @@ def _load_torchvision(root, split):
     try:
         ds = MNIST(root=str(root), train=(split == "train"), download=False)
     except RuntimeError:
+        created = [d for d in (Path(root), Path(root) / "MNIST", _raw_dir(root)) if not d.exists()]
         try:
             ds = MNIST(root=str(root), train=(split == "train"), download=True)
         except Exception as exc:  # no network, or a refused download
+            for d in reversed(created):  # leave nothing half-made behind
+                shutil.rmtree(d, ignore_errors=True)
             raise _missing_error(root, split) from exc
     return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.uint8)
 

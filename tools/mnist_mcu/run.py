@@ -1,0 +1,53 @@
+"""`mnist-mcu run`: the whole device path for one backend in one command:
+compile the ONNX model, build the firmware, stream the test set to the device."""
+
+from pathlib import Path
+
+import click
+
+from . import firmware as fw
+from .compile import compile_model, default_out_dir
+from .errors import UserError
+from .evaluate import evaluate, summary_lines
+from .paths import MODEL_DIR, ROOT
+
+# The QEMU environment that carries each backend's library by default.
+DEFAULT_ENVS = {("deepc", "f32"): "qemu_an386_deepc", ("native", "f32"): "qemu_f405_f32",
+                ("native", "int8"): "qemu_f405_int8"}
+
+
+def pick_env(backend, dtype, env_name=None):
+    name = env_name or DEFAULT_ENVS.get((backend, dtype))
+    if name is None:
+        raise UserError(f"no environment for --backend {backend} --dtype {dtype}; deepC supports f32 only")
+    env = fw.get_env(name)
+    if env.backend != backend or env.dtype != dtype:
+        raise UserError(f"env {name} builds the {env.backend} {env.dtype} library, not {backend} {dtype}; "
+                        f"pick a matching --env")
+    if env.model_dir.resolve() != default_out_dir(backend, dtype).resolve():
+        raise UserError(f"env {name} takes its model from {env.model_dir}, not {default_out_dir(backend, dtype)}")
+    return env
+
+
+@click.command("run")
+@click.option("--backend", type=click.Choice(["deepc", "native"]), default="deepc", show_default=True)
+@click.option("--dtype", type=click.Choice(["f32", "int8"]), default="f32", show_default=True)
+@click.option("--model", type=click.Path(path_type=Path), default=MODEL_DIR / "mlp.onnx", show_default=True)
+@click.option("--env", "env_name", default=None,
+              help="platformio.ini environment (default: qemu_an386_deepc, qemu_f405_f32 or qemu_f405_int8)")
+@click.option("--target", type=click.Choice(["qemu", "serial"]), default=None, help="default from the env")
+@click.option("--port", default=None, help="serial port URL for --target serial")
+@click.option("--limit", type=int, default=None, help="only the first N test images")
+@click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
+def cli(backend, dtype, model, env_name, target, port, limit, data_dir):
+    """Compile MODEL with BACKEND, build the firmware and check it on the device."""
+    env = pick_env(backend, dtype, env_name)
+    out = compile_model(model, backend, dtype, data_dir=data_dir)
+    click.echo(f"compiled {model} with {backend} {dtype} into {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    target = target or ("qemu" if env.is_qemu else "serial")
+    # on a board the path includes flashing the new firmware
+    report = evaluate(env.name, target, port, limit, None, data_dir, model, upload=target == "serial")
+    for line in summary_lines(report):
+        click.echo(line)
+    click.echo(f"{backend} {dtype} on {report['board']} ({env.name}): device accuracy "
+               f"{report['accuracy']:.2%} on {report['images']} test images")
