@@ -2,7 +2,6 @@
 compare with the host model. Quick subsets always; the full 10,000 images are @slow."""
 
 import json
-import os
 
 import pytest
 
@@ -43,6 +42,12 @@ def test_quick_subset(build_env, env_name, mnist_dir, model_path, check_report, 
     assert r["resends"] == 0 and r["stray_errors"] == 0
 
 
+NATIVE_BUDGETS = {
+    "qemu_f405_f32": {"instructions": 200_000, "flash": 340 * 1024, "ram": 8 * 1024},
+    "qemu_f405_int8": {"instructions": 120_000, "flash": 96 * 1024, "ram": 8 * 1024},
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("env_name", QEMU_ENVS)
 def test_full_test_set(build_env, env_name, mnist_dir, model_path, check_report, tmp_path):
@@ -52,9 +57,12 @@ def test_full_test_set(build_env, env_name, mnist_dir, model_path, check_report,
     check_report(r, 10000)
     print(f"\n{env_name}: {r['wall_seconds']:.1f} s wall, {r['images_per_second']:.0f} images/s, "
           f"accuracy {r['accuracy']:.4f}, instructions/inference {r['instructions_per_inference']:,.0f}")
-    # the harness speed target on a 2-core machine (override for slower CI hosts)
-    limit = float(os.environ.get("MNIST_MCU_MAX_WALL_SECONDS", "90"))
-    assert r["wall_seconds"] <= limit, f"10,000 images took {r['wall_seconds']:.1f} s (target {limit:g} s)"
+    # Size and speed targets of the native backend. Instruction counts under -icount are
+    # deterministic, so they can be asserted; wall time is measured by `mnist-mcu benchmark`.
+    budget = NATIVE_BUDGETS.get(env_name)
+    if budget:
+        assert r["instructions_per_inference"] <= budget["instructions"]
+        assert r["flash_bytes"] <= budget["flash"] and r["ram_bytes"] <= budget["ram"]
 
 
 def test_evaluate_and_benchmark_cli(build_env, mnist_dir, tmp_path):
