@@ -345,3 +345,35 @@ def test_crc_continues(cobs_lib):
         assert whole == P.crc16(data)
         part = cobs_lib.crc16_ccitt_update(cobs_lib.crc16_ccitt(data[:cut], cut), data[cut:], len(data) - cut)
         assert part == whole
+
+
+@pytest.mark.qemu
+def test_pio_qemu_target_serves_the_protocol(built, require_qemu):
+    """`pio run -e ENV -t qemu` (what a user types) boots the firmware with its UART on QEMU_PORT."""
+    import signal
+    import time
+
+    from mnist_mcu.qemu import free_port
+    from mnist_mcu.transport import Device
+
+    port = free_port()
+    proc = subprocess.Popen([firmware.pio_executable(), "run", "-e", "qemu_f405_int8", "-t", "qemu"], cwd=ROOT,
+                            env=dict(os.environ, QEMU_PORT=str(port)), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                dev = Device(f"socket://127.0.0.1:{port}", timeout=1.0)
+                break
+            except Exception:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, "QEMU never opened its UART socket"
+                time.sleep(0.2)
+        with dev:
+            info = dev.wait_ready(total=10)
+            assert (info.board, info.backend, info.dtype) == ("netduinoplus2", "native", "int8")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert b"socket://127.0.0.1:%d" % port in proc.stdout.read()

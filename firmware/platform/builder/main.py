@@ -256,7 +256,7 @@ def run_qemu(target, source, env):  # pylint: disable=unused-argument
         "-M", machine,
         "-nographic", "-monitor", "none",
         "-icount", "shift=0,align=off,sleep=off",
-        "-serial", "tcp:127.0.0.1:%s,server=on,wait=on" % port,
+        "-serial", "tcp:127.0.0.1:%s,server=on,wait=on,nodelay=on" % port,
         "-kernel", str(source[0]),
     ]  # fmt: skip
     print(" ".join(cmd))
