@@ -67,3 +67,38 @@ def test_run_end_to_end_on_a_subset():
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-1]
     assert "native int8 on netduinoplus2 (qemu_f405_int8): device accuracy" in last and "200 test images" in last
+
+
+def _gemm_model(path, inputs):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((10, inputs), np.float32), "W")
+    graph = helper.make_graph([helper.make_node("Gemm", ["input", "W"], ["output"], transB=1)], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", inputs])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 10])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+@pytest.mark.parametrize("backend", ["native", "deepc"])
+def test_compile_rejects_wrong_input_shape(tmp_path, backend):
+    _gemm_model(tmp_path / "m.onnx", 500)
+    out = run("compile", str(tmp_path / "m.onnx"), "--backend", backend, "--out", str(tmp_path / "gen"))
+    assert out.returncode == 2 and "has shape ['N', 500]" in out.stderr and out.stderr.count("\n") == 1
+    assert not (tmp_path / "gen").exists()
+
+
+@pytest.mark.parametrize("backend", ["native", "deepc"])
+def test_compile_rejects_corrupt_file(tmp_path, backend):
+    data = (Path(__file__).resolve().parents[1] / "model" / "mlp.onnx").read_bytes()
+    (tmp_path / "m.onnx").write_bytes(data[:1000])
+    out = run("compile", str(tmp_path / "m.onnx"), "--backend", backend, "--out", str(tmp_path / "gen"))
+    assert out.returncode == 2 and "not a readable ONNX model" in out.stderr and out.stderr.count("\n") == 1
+    assert not (tmp_path / "gen").exists()
+
+
+def test_compile_accepts_flat_784_input(tmp_path):
+    _gemm_model(tmp_path / "m.onnx", 784)
+    out = run("compile", str(tmp_path / "m.onnx"), "--backend", "native", "--out", str(tmp_path / "gen"))
+    assert out.returncode == 0, out.stderr
