@@ -8,8 +8,8 @@ DEPS="$ROOT/.deps"
 PY="${PYTHON:-python3}"
 log() { printf '[setup] %s\n' "$*"; }
 
-# 1. System packages (cross compiler, newlib, QEMU, OpenOCD to flash real boards).
-APT_PKGS="gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm openocd"
+# 1. System packages (make, cross compiler, newlib, QEMU, OpenOCD to flash real boards).
+APT_PKGS="make gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm openocd"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -31,7 +31,7 @@ fi
 STAMP="$VENV/.mnist-mcu-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   log "installing Python packages (PyTorch is large: a few minutes on first run)"
-  "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+  "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/pip" install -q -e "$ROOT[train,dev]" 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import torch, onnxruntime, serial" || { echo "error: Python packages failed to install; see pip output above" >&2; exit 1; }
   touch "$STAMP"
@@ -66,7 +66,9 @@ if [ ! -f "$DEEPC_DIR/deepC/include/core/tensor.h" ]; then
   log "fetching deepC 0.13 from PyPI"
   rm -rf "$DEEPC_DIR.tmp" && mkdir -p "$DEEPC_DIR.tmp"
   "$VENV/bin/pip" download -q deepC==0.13 --no-deps --only-binary=:all: \
-    --python-version 3.6 --platform manylinux2010_x86_64 -d "$DEEPC_DIR.tmp"
+    --python-version 3.6 --platform manylinux2010_x86_64 -d "$DEEPC_DIR.tmp" 2>&1 | grep -v "^WARNING: Location" || true
+  ls "$DEEPC_DIR.tmp"/deepC-0.13-*.whl >/dev/null 2>&1 || {
+    echo "error: could not download deepC 0.13 from PyPI; check access to the package registry and rerun" >&2; exit 1; }
   "$VENV/bin/python" -m zipfile -e "$DEEPC_DIR.tmp"/deepC-0.13-*.whl "$DEEPC_DIR.tmp/pkg"
   rm -rf "$DEEPC_DIR" && mv "$DEEPC_DIR.tmp/pkg" "$DEEPC_DIR" && rm -rf "$DEEPC_DIR.tmp"
 fi
