@@ -6,7 +6,7 @@ BIN   := $(VENV)/bin
 PIO   := $(BIN)/pio
 MNIST_DIR ?= $(firstword $(wildcard $(abspath ../shared/mnist)) $(abspath data))
 export MNIST_DIR
-ENVS    := qemu_an386_deepc qemu_f405_f32 qemu_f405_int8 nucleo_f446re_f32 nucleo_f446re_int8
+ENVS    := qemu_an386_deepc qemu_f405_f32 qemu_f405_int8 qemu_f405_cnn_int8 nucleo_f446re_f32 nucleo_f446re_int8
 # all: every backend; deepc or native: just that one (make all BACKEND=native)
 BACKEND ?= all
 PYTEST_ARGS ?=
@@ -31,6 +31,7 @@ generate: setup
 	$(BIN)/mnist-mcu compile model/mlp.onnx --backend deepc
 	$(BIN)/mnist-mcu compile model/mlp.onnx --backend native --dtype f32
 	$(BIN)/mnist-mcu compile model/mlp.onnx --backend native --dtype int8
+	$(BIN)/mnist-mcu compile model/cnn.onnx --backend native --dtype int8 --out firmware/generated/native_cnn_int8
 
 build: setup
 	$(PIO) run $(addprefix -e ,$(ENVS))

@@ -9,7 +9,8 @@ import pytest
 
 from mnist_mcu.paths import ROOT
 
-QEMU_ENVS = ["qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8"]
+# qemu_f405_cnn_int8: the CNN (Conv/MaxPool) path; its full run is ~55 s, so it is in the full-set tests too
+QEMU_ENVS = ["qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8", "qemu_f405_cnn_int8"]
 
 
 def pytest_configure(config):

@@ -102,3 +102,14 @@ def test_compile_accepts_flat_784_input(tmp_path):
     _gemm_model(tmp_path / "m.onnx", 784)
     out = run("compile", str(tmp_path / "m.onnx"), "--backend", "native", "--out", str(tmp_path / "gen"))
     assert out.returncode == 0, out.stderr
+
+
+def test_env_float_model_from_custom_model_onnx():
+    """evaluate/benchmark/run/draw compare with the env's custom_model_onnx (default model/mlp.onnx)."""
+    from mnist_mcu import firmware
+    from mnist_mcu.paths import MODEL_DIR
+
+    assert firmware.get_env("qemu_f405_cnn_int8").model_onnx == MODEL_DIR / "cnn.onnx"
+    assert firmware.get_env("qemu_f405_cnn_int8").model_dir.name == "native_cnn_int8"
+    for name in ("qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8", "nucleo_f446re_int8"):
+        assert firmware.get_env(name).model_onnx == MODEL_DIR / "mlp.onnx"

@@ -76,6 +76,39 @@ def test_dense_int8_pairs_equals_reference(lib, n_in, n_out):
         assert np.array_equal(ref, opt)
 
 
+# C, H, W, M, KH, KW, sh, sw, pt, pb, pl, pr: the CNN's two layers, odd kernels and strides,
+# asymmetric and large padding (windows that cover no input at all), a 1x1 kernel
+CONVS = [(1, 28, 28, 8, 3, 3, 1, 1, 1, 1, 1, 1), (8, 14, 14, 16, 3, 3, 1, 1, 1, 1, 1, 1),
+         (3, 7, 5, 4, 2, 3, 1, 1, 0, 1, 1, 1), (4, 11, 9, 5, 3, 3, 2, 2, 0, 1, 1, 0),
+         (2, 5, 6, 3, 5, 4, 2, 3, 3, 2, 4, 3), (5, 4, 4, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+         (2, 3, 3, 3, 3, 5, 1, 1, 2, 2, 2, 2)]
+
+
+@pytest.mark.parametrize("geom", CONVS, ids=lambda g: "x".join(map(str, g)))
+def test_conv2d_int8_equals_reference(lib, geom):
+    C, H, W, M, KH, KW, sh, sw, pt, pb, pl, pr = geom
+    OH, OW = (H + pt + pb - KH) // sh + 1, (W + pl + pr - KW) // sw + 1
+    rng = np.random.default_rng(sum(geom))
+    w = rng.integers(-127, 128, (M, C, KH, KW)).astype(np.int8)
+    bias = rng.integers(-50000, 50000, M).astype(np.int32)
+    mult = rng.integers(2**30, 2**31 - 1, M).astype(np.int32)
+    shift = rng.integers(12, 24, M).astype(np.int8)
+    dq = rng.random(M).astype(np.float32)
+    for zx in (-128, -95, 0, 37, 127):
+        x = rng.integers(-128, 128, (C, H, W)).astype(np.int8)
+        x[rng.random(x.shape) < 0.5] = zx   # zero activations, as after ReLU
+        args = (zx, ptr(w), ptr(bias), C, H, W, M, KH, KW, OH, OW, sh, sw, pt, pl)
+        ref, opt = np.zeros(M * OH * OW, np.int8), np.ones(M * OH * OW, np.int8)
+        lib.nn_conv2d_ref_s8(ptr(x), *args, ptr(mult), ptr(shift), -7, -128, 127, ptr(ref), None, None, 0)
+        lib.nn_conv2d_s8(ptr(x), *args, ptr(mult), ptr(shift), -7, -128, 127, ptr(opt), None, None, 0)
+        assert np.array_equal(ref, opt)
+        for relu in (0, 1):   # dequantised float output (a conv feeding a float op)
+            ref, opt = np.zeros(M * OH * OW, np.float32), np.ones(M * OH * OW, np.float32)
+            lib.nn_conv2d_ref_s8(ptr(x), *args, None, None, 0, -128, 127, None, ptr(dq), ptr(ref), relu)
+            lib.nn_conv2d_s8(ptr(x), *args, None, None, 0, -128, 127, None, ptr(dq), ptr(opt), relu)
+            assert np.array_equal(ref.view(np.uint32), opt.view(np.uint32))
+
+
 def test_requant_and_dequant_in_place(lib):
     """int8 layers keep their int32 accumulators in the output buffer."""
     rng = np.random.default_rng(4)

@@ -33,7 +33,8 @@ def test_info_after_boot(build_env, env_name):
 def test_quick_subset(build_env, env_name, mnist_dir, model_path, check_report, tmp_path):
     build_env(env_name)
     out = tmp_path / f"{env_name}.json"
-    r = evaluate(env_name, "qemu", None, QUICK, out, mnist_dir, model_path, jobs=2, build=False, progress=False)
+    # model None: the env's float model (custom_model_onnx; model/mlp.onnx when absent)
+    r = evaluate(env_name, "qemu", None, QUICK, out, mnist_dir, None, jobs=2, build=False, progress=False)
     check_report(r, QUICK)
     on_disk = json.loads(out.read_text())
     assert on_disk["accuracy"] == r["accuracy"] and on_disk["env"] == env_name
@@ -45,6 +46,7 @@ def test_quick_subset(build_env, env_name, mnist_dir, model_path, check_report, 
 NATIVE_BUDGETS = {
     "qemu_f405_f32": {"instructions": 200_000, "flash": 340 * 1024, "ram": 8 * 1024},
     "qemu_f405_int8": {"instructions": 120_000, "flash": 96 * 1024, "ram": 8 * 1024},
+    "qemu_f405_cnn_int8": {"instructions": 3_500_000, "flash": 24 * 1024, "ram": 12 * 1024},
 }
 
 
@@ -52,7 +54,7 @@ NATIVE_BUDGETS = {
 @pytest.mark.parametrize("env_name", QEMU_ENVS)
 def test_full_test_set(build_env, env_name, mnist_dir, model_path, check_report, tmp_path):
     build_env(env_name)
-    r = evaluate(env_name, "qemu", None, None, tmp_path / "r.json", mnist_dir, model_path, build=False,
+    r = evaluate(env_name, "qemu", None, None, tmp_path / "r.json", mnist_dir, None, build=False,
                  progress=False)
     check_report(r, 10000)
     print(f"\n{env_name}: {r['wall_seconds']:.1f} s wall, {r['images_per_second']:.0f} images/s, "

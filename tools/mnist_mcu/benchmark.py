@@ -13,7 +13,7 @@ from .evaluate import DEFAULT_JOBS, evaluate
 from .paths import REPORTS_DIR
 from .reports import fmt_bytes, table, write_json
 
-DEFAULT_ENVS = ("qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8")
+DEFAULT_ENVS = ("qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8", "qemu_f405_cnn_int8")
 
 COLUMNS = [
     ("env", "env", str),
@@ -63,7 +63,7 @@ def benchmark(envs=None, limit=None, json_path=None, data_dir=None, model=None, 
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="summary JSON (default reports/benchmark.json); per-env reports go next to it")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="float ONNX model (default model/mlp.onnx)")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="float ONNX model for every env (default: each env's custom_model_onnx, else model/mlp.onnx)")
 @click.option("--jobs", type=int, default=DEFAULT_JOBS, show_default=True, help="parallel QEMU instances per env")
 @click.option("--no-build", is_flag=True, help="use existing ELFs")
 def cli(envs, limit, json_path, data_dir, model, jobs, no_build):

@@ -63,7 +63,7 @@ def decode_drawing(body):
 class Recogniser:
     """The device and the host model side by side; one request at a time (one serial line)."""
 
-    def __init__(self, device, onnx_path=MODEL_DIR / "mlp.onnx"):
+    def __init__(self, device, onnx_path=MODEL_DIR / "mlp.onnx"):  # draw passes the env's custom_model_onnx
         import onnxruntime as ort
 
         self.device = device
@@ -136,13 +136,18 @@ def serve(recogniser, describe, host="127.0.0.1", port=8000):
 @click.option("--port", default=None, help="serial port URL for --target serial (/dev/ttyACM0, rfc2217://...)")
 @click.option("--listen", default="127.0.0.1:8000", show_default=True, help="address of the web page")
 @click.option("--no-build", is_flag=True, help="use the firmware already built")
-def cli(env_name, target, port, listen, no_build):
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="float ONNX model shown next to the device (default: the env's custom_model_onnx, else model/mlp.onnx)")
+def cli(env_name, target, port, listen, no_build, model):
     """Draw a digit in the browser and see what the device says."""
     from . import firmware as fw
     from .qemu import Qemu
     from .transport import Device
 
     env = fw.get_env(env_name)
+    onnx_path = Path(model) if model else env.model_onnx
+    if not onnx_path.is_file():
+        raise UserError(f"model {onnx_path} not found; run `mnist-mcu train` or pass --model")
     target = target or ("qemu" if env.is_qemu else "serial")
     host, _, http_port = listen.rpartition(":")
     if target == "serial":
@@ -156,7 +161,7 @@ def cli(env_name, target, port, listen, no_build):
         device = handle.device if target == "qemu" else handle
         info = device.info()
         describe = {"env": env_name, "board": info.board, "backend": info.backend, "dtype": info.dtype}
-        server = serve(Recogniser(device), describe, host or "127.0.0.1", int(http_port))
+        server = serve(Recogniser(device, onnx_path), describe, host or "127.0.0.1", int(http_port))
         click.echo(f"{env_name} ({info.board}, {info.backend} {info.dtype}) is ready: "
                    f"open http://{server.server_address[0]}:{server.server_address[1]}/ (Ctrl-C to stop)")
         try:

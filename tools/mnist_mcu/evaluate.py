@@ -17,7 +17,7 @@ import numpy as np
 from . import firmware as fw
 from . import protocol as P
 from .errors import UserError
-from .paths import MODEL_DIR, REPORTS_DIR, ROOT
+from .paths import REPORTS_DIR, ROOT
 
 DEFAULT_JOBS = 2
 
@@ -293,7 +293,7 @@ def evaluate(env_name: str, target: str | None = None, port: str | None = None, 
         raise UserError(f"env {env.name} is for a real board (no custom_qemu_machine); use --target serial --port PORT")
     if target == "serial" and not port:
         raise UserError("--target serial needs --port (e.g. /dev/ttyACM0, socket://HOST:PORT, rfc2217://HOST:PORT)")
-    model = Path(model) if model else MODEL_DIR / "mlp.onnx"
+    model = Path(model) if model else env.model_onnx  # custom_model_onnx, default model/mlp.onnx
     json_path = Path(json_path) if json_path else REPORTS_DIR / f"{env.name}.json"
 
     if target == "serial" and "://" not in port and not os.path.exists(port):
@@ -413,7 +413,7 @@ def summary_lines(r: dict) -> list[str]:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="report path (default reports/<env>.json); PNGs are written next to it")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="float ONNX model (default model/mlp.onnx)")
+@click.option("--model", type=click.Path(path_type=Path), default=None, help="float ONNX model (default: the env's custom_model_onnx, else model/mlp.onnx)")
 @click.option("--jobs", type=int, default=DEFAULT_JOBS, show_default=True, help="parallel QEMU instances")
 @click.option("--no-build", is_flag=True, help="use the existing ELF instead of running `pio run`")
 @click.option("--window", type=int, default=None,

@@ -17,6 +17,7 @@ from .errors import UserError
 from .paths import ROOT
 
 INI = ROOT / "platformio.ini"
+DEFAULT_MODEL_ONNX = "model/mlp.onnx"  # an env's float model when it has no custom_model_onnx
 _VAR = re.compile(r"\$\{([^}]+)\}")
 
 
@@ -29,6 +30,7 @@ class Env:
     backend: str
     dtype: str
     options: dict
+    model_onnx: Path = ROOT / DEFAULT_MODEL_ONNX  # the float ONNX model (custom_model_onnx)
 
     @property
     def is_qemu(self) -> bool:
@@ -101,6 +103,7 @@ def get_env(name: str, path: Path = INI) -> Env:
     keys = set(cp.options(section)) | (set(cp.options("env")) if cp.has_section("env") else set())
     options = {k: _get(cp, section, k) for k in keys}
     model_dir = options.get("custom_model_dir") or ""
+    model_onnx = (options.get("custom_model_onnx") or "").strip() or DEFAULT_MODEL_ONNX
     return Env(
         name=name,
         board=options.get("board") or "",
@@ -109,6 +112,7 @@ def get_env(name: str, path: Path = INI) -> Env:
         backend=(options.get("custom_backend") or "").strip(),
         dtype=(options.get("custom_dtype") or "f32").strip(),
         options=options,
+        model_onnx=ROOT / model_onnx,
     )
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import click
 
 from . import firmware as fw
-from .compile import compile_model, default_out_dir
+from .compile import compile_model
 from .errors import UserError
 from .evaluate import evaluate, summary_lines
-from .paths import MODEL_DIR, ROOT
+from .paths import ROOT
 
 # The QEMU environment that carries each backend's library by default.
 DEFAULT_ENVS = {("deepc", "f32"): "qemu_an386_deepc", ("native", "f32"): "qemu_f405_f32",
@@ -24,15 +24,14 @@ def pick_env(backend, dtype, env_name=None):
     if env.backend != backend or env.dtype != dtype:
         raise UserError(f"env {name} builds the {env.backend} {env.dtype} library, not {backend} {dtype}; "
                         f"pick a matching --env")
-    if env.model_dir.resolve() != default_out_dir(backend, dtype).resolve():
-        raise UserError(f"env {name} takes its model from {env.model_dir}, not {default_out_dir(backend, dtype)}")
     return env
 
 
 @click.command("run")
 @click.option("--backend", type=click.Choice(["deepc", "native"]), default="deepc", show_default=True)
 @click.option("--dtype", type=click.Choice(["f32", "int8"]), default="f32", show_default=True)
-@click.option("--model", type=click.Path(path_type=Path), default=MODEL_DIR / "mlp.onnx", show_default=True)
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="float ONNX model (default: the env's custom_model_onnx, else model/mlp.onnx)")
 @click.option("--env", "env_name", default=None,
               help="platformio.ini environment (default: qemu_an386_deepc, qemu_f405_f32 or qemu_f405_int8)")
 @click.option("--target", type=click.Choice(["qemu", "serial"]), default=None, help="default from the env")
@@ -42,7 +41,9 @@ def pick_env(backend, dtype, env_name=None):
 def cli(backend, dtype, model, env_name, target, port, limit, data_dir):
     """Compile MODEL with BACKEND, build the firmware and check it on the device."""
     env = pick_env(backend, dtype, env_name)
-    out = compile_model(model, backend, dtype, data_dir=data_dir)
+    model = Path(model) if model else env.model_onnx
+    # into the env's own library folder (custom_model_dir), the one its firmware builds
+    out = compile_model(model, backend, dtype, out_dir=env.model_dir, data_dir=data_dir)
     click.echo(f"compiled {model} with {backend} {dtype} into {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     target = target or ("qemu" if env.is_qemu else "serial")
     # on a board the path includes flashing the new firmware

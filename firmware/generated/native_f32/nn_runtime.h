@@ -70,6 +70,12 @@ void nn_conv2d_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *bias,
                   int sh, int sw, int pt, int pl,
                   const int32_t *mult, const int8_t *shift, int zy, int lo, int hi,
                   int8_t *y, const float *dq_scale, float *yf, int relu);
+/* reference for nn_conv2d_s8 (same arguments, same integers) */
+void nn_conv2d_ref_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *bias,
+                      int C, int H, int W, int M, int KH, int KW, int OH, int OW,
+                      int sh, int sw, int pt, int pl,
+                      const int32_t *mult, const int8_t *shift, int zy, int lo, int hi,
+                      int8_t *y, const float *dq_scale, float *yf, int relu);
 void nn_maxpool2d_s8(const int8_t *x, int8_t *y, int C, int H, int W, int KH, int KW,
                      int OH, int OW, int sh, int sw, int pt, int pl);
 void nn_relu_s8(const int8_t *x, int8_t *y, int n, int zp);
