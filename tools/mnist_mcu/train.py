@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -163,9 +164,12 @@ def export_onnx(model, path, x_check, opset=13):
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp) / path.name
-        torch.onnx.export(net, torch.zeros(1, 1, 28, 28), str(tmp_path), input_names=["input"],
-                          output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                          opset_version=opset, dynamo=False)
+        with warnings.catch_warnings():
+            # the legacy exporter is chosen on purpose (README: plain graph deepC reads, no onnxscript)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(net, torch.zeros(1, 1, 28, 28), str(tmp_path), input_names=["input"],
+                              output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                              opset_version=opset, dynamo=False)
         proto = onnx.load(str(tmp_path))
         for key, value in (("input_mean", MEAN), ("input_std", STD), ("input_scale", 255.0)):
             proto.metadata_props.add(key=key, value=repr(value))
