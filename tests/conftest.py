@@ -81,6 +81,7 @@ def check_report():
         assert r["ram_bytes"] == r["static_ram_bytes"] + r["heap_peak_bytes"] + r["stack_peak_bytes"]
         assert r["flash_bytes"] > 0 and r["static_ram_bytes"] > 0 and r["stack_peak_bytes"] > 0
         assert r["class_vs_argmax_mismatch"] == 0
+        assert 0 <= r["mae"] <= r["rmse"] <= r["max_abs_diff"] and r["l2r"] >= 0 and r["cosine"] > 0.999
         if r["dtype"] == "int8":
             assert r["agreement"] == 1.0, r["disagreements"]
             assert r["max_abs_diff"] == 0.0

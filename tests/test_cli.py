@@ -113,3 +113,16 @@ def test_env_float_model_from_custom_model_onnx():
     assert firmware.get_env("qemu_f405_cnn_int8").model_dir.name == "native_cnn_int8"
     for name in ("qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8", "nucleo_f446re_int8"):
         assert firmware.get_env(name).model_onnx == MODEL_DIR / "mlp.onnx"
+
+
+def test_output_similarity_figures():
+    import numpy as np
+
+    from mnist_mcu.evaluate import output_similarity
+
+    host = np.array([[1.0, 0.0], [0.0, 2.0]])
+    same = output_similarity(host, host)
+    assert same == {"rmse": 0.0, "mae": 0.0, "l2r": 0.0, "cosine": 1.0}
+    off = output_similarity(host + np.array([[0.0, 1.0], [0.0, 0.0]]), host)
+    assert off["mae"] == 0.25 and off["rmse"] == 0.5 and abs(off["l2r"] - 1 / np.sqrt(5)) < 1e-12
+    assert abs(off["cosine"] - (1 / np.sqrt(2) + 1) / 2) < 1e-12

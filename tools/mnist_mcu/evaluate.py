@@ -229,6 +229,18 @@ def _check_info(info: P.Info, env: fw.Env, target: str):
         raise UserError(f"the firmware does not match env {env.name}: {', '.join(problems)}; {hint}")
 
 
+def output_similarity(dev, host) -> dict:
+    """Validate-on-target figures (as STM32Cube.AI reports them): RMSE, MAE, relative L2, cosine."""
+    dev, host = dev.astype(np.float64), host.astype(np.float64)
+    if not len(dev):
+        return {"rmse": 0.0, "mae": 0.0, "l2r": 0.0, "cosine": 1.0}
+    d = dev - host
+    norms = np.linalg.norm(dev, axis=1) * np.linalg.norm(host, axis=1)
+    cos = np.where(norms > 0, np.sum(dev * host, axis=1) / np.where(norms > 0, norms, 1), 1.0)
+    return {"rmse": float(np.sqrt(np.mean(d * d))), "mae": float(np.mean(np.abs(d))),
+            "l2r": float(np.linalg.norm(d) / max(np.linalg.norm(host), 1e-30)), "cosine": float(np.mean(cos))}
+
+
 def compute_metrics(run: DeviceRun, labels, host_out, float_out=None, target="qemu",
                     shift: int = 0) -> dict:
     info = run.infos_after[0] if run.infos_after else run.infos_before[0]
@@ -244,6 +256,7 @@ def compute_metrics(run: DeviceRun, labels, host_out, float_out=None, target="qe
         "agreement": float(np.mean(dev_cls == host_cls)),
         "max_abs_diff": float(np.nanmax(diff)) if n else 0.0,
         "mean_abs_diff": float(np.nanmean(diff)) if n else 0.0,
+        **output_similarity(run.outputs[:, :k], host_out[:, :k]),
         "disagreements": int(np.sum(dev_cls != host_cls)),
         "class_vs_argmax_mismatch": int(np.sum(dev_cls != np.nanargmax(run.outputs, axis=1))) if n else 0,
     }
@@ -251,6 +264,9 @@ def compute_metrics(run: DeviceRun, labels, host_out, float_out=None, target="qe
         f_cls = float_out.argmax(axis=1)
         m["float_agreement"] = float(np.mean(dev_cls == f_cls))
         m["float_accuracy"] = float(np.mean(f_cls == labels))
+        # how far quantisation moved the outputs from the float model's
+        sim = output_similarity(run.outputs[:, :k], float_out[:, :k])
+        m.update({f"float_{key}": value for key, value in sim.items()})
     ticks = run.ticks.astype(np.float64)
     if target == "qemu":
         instr = P.ticks_to_instructions(ticks, info.tick_hz, shift)
@@ -387,9 +403,11 @@ def summary_lines(r: dict) -> list[str]:
         f"env {r['env']} ({r['backend']} {r['dtype']}, board {r['board']}, target {r['target']}): {r['images']} images",
         f"  accuracy {r['accuracy']:.4%}  host {r['host_accuracy']:.4%}  agreement {r['agreement']:.4%}  "
         f"max |diff| {r['max_abs_diff']:.3g}",
+        f"  outputs vs host: RMSE {r['rmse']:.3g}  MAE {r['mae']:.3g}  L2R {r['l2r']:.3g}  COS {r['cosine']:.6f}",
     ]
     if "float_agreement" in r:
-        lines.append(f"  float model: accuracy {r['float_accuracy']:.4%}, agreement with device {r['float_agreement']:.4%}")
+        lines.append(f"  float model: accuracy {r['float_accuracy']:.4%}, agreement with device {r['float_agreement']:.4%}, "
+                     f"RMSE {r['float_rmse']:.3g}  COS {r['float_cosine']:.6f}")
     if "instructions_per_inference" in r:
         lines.append(f"  instructions/inference mean {r['instructions_per_inference']:,.0f}  "
                      f"max {r['instructions_per_inference_max']:,.0f}")
