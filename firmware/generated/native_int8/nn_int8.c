@@ -213,28 +213,38 @@ static inline int8_t clamp8(int32_t v, int lo, int hi)
     return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
+/* int32 accumulator -> int8 output: requantise, bound (so adding the zero point cannot
+ * overflow), add the zero point, clamp to [lo, hi] (which also applies a fused ReLU). */
+static inline int8_t requant_s8(int32_t acc, int32_t mult, int shift, int zp, int lo, int hi)
+{
+    int32_t r = nn_requant(acc, mult, shift);
+    if (r > 0x10000) r = 0x10000;
+    if (r < -0x10000) r = -0x10000;
+    return clamp8(r + zp, lo, hi);
+}
+
+/* int32 accumulator -> float output, with an optional fused ReLU. */
+static inline float dequant_f32(int32_t acc, float scale, int relu)
+{
+    return (float)((relu && acc < 0) ? 0 : acc) * scale;
+}
+
 void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const int32_t *mult,
                       const int8_t *shift, int zp, int lo, int hi)
 {
     for (int c = 0; c < n_ch; c++) {
         const int32_t m = mult[c];
         const int s = shift[c];
-        for (int i = 0; i < inner; i++, acc++, y++) {
-            int32_t r = nn_requant(*acc, m, s);
-            if (r > 0x10000) r = 0x10000;
-            if (r < -0x10000) r = -0x10000;
-            *y = clamp8(r + zp, lo, hi);
-        }
+        for (int i = 0; i < inner; i++, acc++, y++)
+            *y = requant_s8(*acc, m, s, zp, lo, hi);
     }
 }
 
 void nn_dequant_ch_f32(const int32_t *acc, float *y, int n_ch, int inner, const float *scale, int relu)
 {
     for (int c = 0; c < n_ch; c++)
-        for (int i = 0; i < inner; i++, acc++, y++) {
-            const int32_t a = (relu && *acc < 0) ? 0 : *acc;
-            *y = (float)a * scale[c];
-        }
+        for (int i = 0; i < inner; i++, acc++, y++)
+            *y = dequant_f32(*acc, scale[c], relu);
 }
 
 void nn_dequant_s8_f32(const int8_t *x, float *y, int n, float scale, int zp)
@@ -292,15 +302,10 @@ void nn_conv2d_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *bias,
                     }
                 }
                 acc = bias[m] + acc - zx * ws;
-                if (yf) {
-                    if (relu && acc < 0) acc = 0;
-                    *yf++ = (float)acc * dq_scale[m];
-                } else {
-                    int32_t r = nn_requant(acc, mult[m], shift[m]);
-                    if (r > 0x10000) r = 0x10000;
-                    if (r < -0x10000) r = -0x10000;
-                    *y++ = clamp8(r + zy, lo, hi);
-                }
+                if (yf)
+                    *yf++ = dequant_f32(acc, dq_scale[m], relu);
+                else
+                    *y++ = requant_s8(acc, mult[m], shift[m], zy, lo, hi);
             }
         }
     }
@@ -332,15 +337,10 @@ void nn_conv2d_ref_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *b
                         }
                     }
                 }
-                if (yf) {
-                    if (relu && acc < 0) acc = 0;
-                    *yf++ = (float)acc * dq_scale[m];
-                } else {
-                    int32_t r = nn_requant(acc, mult[m], shift[m]);
-                    if (r > 0x10000) r = 0x10000;
-                    if (r < -0x10000) r = -0x10000;
-                    *y++ = clamp8(r + zy, lo, hi);
-                }
+                if (yf)
+                    *yf++ = dequant_f32(acc, dq_scale[m], relu);
+                else
+                    *y++ = requant_s8(acc, mult[m], shift[m], zy, lo, hi);
             }
         }
     }
