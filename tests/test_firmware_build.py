@@ -24,9 +24,6 @@ RAM_BUDGET_ENVS = ["qemu_f405_f32", "qemu_f405_int8"]
 RAM_BUDGET = 8 * 1024  # static RAM (.data + .bss) + heap peak + stack high-water mark
 MAX_F4_STACK = 8 * 1024  # reserved stack on the STM32F4 boards: enough, not the bulk of "RAM:"
 
-FLASH_SECTIONS = {".isr_vector", ".text", ".rodata", ".ARM.extab", ".ARM.exidx", ".init_array", ".fini_array",
-                  ".data"}
-RAM_SECTIONS = {".data", ".bss", ".stack"}
 
 
 def _need_toolchain():
@@ -35,14 +32,7 @@ def _need_toolchain():
 
 
 def _sections(elf: Path) -> dict:
-    out = subprocess.run(["arm-none-eabi-size", "-A", "-d", str(elf)], capture_output=True, text=True,
-                         check=True).stdout
-    sizes = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
-            sizes[parts[0]] = int(parts[1])
-    return sizes
+    return firmware.elf_sizes(elf)["sections"]
 
 
 def _board(name: str) -> dict:
@@ -90,11 +80,10 @@ def test_env_builds_and_fits_board(built, env_name):
     assert 0 < int(flash.group(1)) <= max_flash
 
     # the same from the ELF's sections
-    s = _sections(env.elf)
-    flash_used = sum(v for k, v in s.items() if k in FLASH_SECTIONS)
-    ram_used = sum(v for k, v in s.items() if k in RAM_SECTIONS)
-    assert flash_used == int(flash.group(1))
-    assert ram_used == int(ram.group(1))
+    sizes = firmware.elf_sizes(env.elf)
+    s = sizes["sections"]
+    assert sizes["flash_bytes"] == int(flash.group(1))
+    assert sizes["static_ram_bytes"] + sizes["reserved_stack_bytes"] == int(ram.group(1))
     assert s.get(".stack", 0) > 0
     if board["build"]["mcu"].startswith("stm32f4"):
         assert s[".stack"] <= MAX_F4_STACK, "the reserved stack dominates the RAM figure"

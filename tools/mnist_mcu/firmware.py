@@ -195,17 +195,28 @@ def require_elf(env: Env) -> Path:
     return env.elf
 
 
+# Allocated sections of our linker scripts: what goes to flash, and RAM that is not the
+# reserved stack (the stack is reported by the device as its high-water mark instead).
+FLASH_SECTIONS = {".isr_vector", ".text", ".rodata", ".ARM.extab", ".ARM.exidx", ".init_array", ".fini_array",
+                  ".data"}
+STATIC_RAM_SECTIONS = {".data", ".bss"}
+
+
 def elf_sizes(elf: Path) -> dict:
-    """Berkeley sizes from arm-none-eabi-size: flash = text + data, static RAM = data + bss."""
+    """Section sizes from `arm-none-eabi-size -A`: flash = loaded sections, static RAM = data + bss."""
     tool = shutil.which("arm-none-eabi-size")
     if not tool:
         return {}
     try:
-        out = subprocess.run([tool, "-B", str(elf)], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run([tool, "-A", "-d", str(elf)], capture_output=True, text=True, check=True).stdout
     except (subprocess.CalledProcessError, OSError):
         return {}
-    lines = out.strip().splitlines()
-    if len(lines) < 2:
-        return {}
-    text, data, bss = (int(x) for x in lines[1].split()[:3])
-    return {"text": text, "data": data, "bss": bss, "flash_bytes": text + data, "static_ram_bytes": data + bss}
+    sections = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            sections[parts[0]] = int(parts[1])
+    return {"sections": sections,
+            "flash_bytes": sum(v for k, v in sections.items() if k in FLASH_SECTIONS),
+            "static_ram_bytes": sum(v for k, v in sections.items() if k in STATIC_RAM_SECTIONS),
+            "reserved_stack_bytes": sections.get(".stack", 0)}
