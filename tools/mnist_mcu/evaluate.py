@@ -91,11 +91,9 @@ class DeviceRun:
         self.counts[idx] += 1
         if self.counts[idx] == 1:
             self.classes[idx] = res.cls
-            n = min(len(res.outputs), self.outputs.shape[1])
-            if len(res.outputs) != self.outputs.shape[1]:
+            if len(res.outputs) != self.outputs.shape[1]:  # a model with other than 10 outputs
                 self.outputs = _resize(self.outputs, len(res.outputs))
-                n = len(res.outputs)
-            self.outputs[idx, :n] = res.outputs[:n]
+            self.outputs[idx] = res.outputs
             self.ticks[idx] = res.ticks
 
     def check_complete(self):
