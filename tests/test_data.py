@@ -58,3 +58,14 @@ def test_corrupt_idx_file_is_reported(tmp_path):
 def test_normalise_matches_training_constants():
     x = data.normalise(np.array([[0, 255]], dtype=np.uint8))
     assert np.allclose(x, [[-data.MEAN / data.STD, (1 - data.MEAN) / data.STD]])
+
+
+def test_gzipped_idx_files_read_like_plain_ones(tmp_path):
+    import gzip
+
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.RAW_FILES["test"]:
+        (raw / f"{name}.gz").write_bytes(gzip.compress((Path(MNIST) / "MNIST" / "raw" / name).read_bytes()))
+    got, want = data._load_raw(tmp_path, "test"), data._load_raw(Path(MNIST), "test")
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))

@@ -8,7 +8,6 @@ compiling and evaluating firmware never needs PyTorch.
 import gzip
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +42,8 @@ def _missing_error(root, split):
 
 
 def _read_idx(path):
-    data = path.read_bytes()
+    """One IDX file (optionally gzip-compressed, as torchvision downloads them) -> uint8 array."""
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 8:
         raise UserError(f"{path} is not an IDX file of unsigned bytes; replace it with the original MNIST file")
     ndim = data[3]
@@ -55,24 +55,12 @@ def _read_idx(path):
 
 
 def _load_raw(root, split):
-    img_name, lbl_name = RAW_FILES[split]
     raw = _raw_dir(root)
-    for name in (img_name, lbl_name):
-        if not (raw / name).is_file() and (raw / f"{name}.gz").is_file():
-            return _load_gz(raw, split)
-        if not (raw / name).is_file():
-            raise _missing_error(root, split)
-    return _read_idx(raw / img_name), _read_idx(raw / lbl_name)
-
-
-def _load_gz(raw, split):
-    out = []
-    for name in RAW_FILES[split]:
-        with gzip.open(raw / f"{name}.gz", "rb") as fh, tempfile.NamedTemporaryFile() as tmp:
-            tmp.write(fh.read())
-            tmp.flush()
-            out.append(_read_idx(Path(tmp.name)))
-    return tuple(out)
+    for suffix in ("", ".gz"):
+        paths = [raw / f"{name}{suffix}" for name in RAW_FILES[split]]
+        if all(p.is_file() for p in paths):
+            return tuple(_read_idx(p) for p in paths)
+    raise _missing_error(root, split)
 
 
 def _load_torchvision(root, split):
