@@ -39,7 +39,7 @@ fi
 
 # 3. PlatformIO offline: the core wants tool-scons ~4.41101.0 (SCons 4.11.1).
 #    We point it at the SCons already installed from PyPI in the venv.
-PIO_CORE="${PLATFORMIO_CORE_DIR:-$HOME/.platformio}"
+PIO_CORE="${PLATFORMIO_CORE_DIR:-$ROOT/.pio-core}"  # per checkout: platformio.ini core_dir
 SCONS_PKG="$PIO_CORE/packages/tool-scons"
 if [ ! -f "$SCONS_PKG/.piopm" ]; then
   log "registering SCons 4.11.1 as PlatformIO's tool-scons"
