@@ -3,13 +3,18 @@ the middle of a run, a device that stops answering, QEMU dying. Plus the one-lin
 for a missing ELF, a missing QEMU and a QEMU that cannot start."""
 
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mnist_mcu import outdir
 from mnist_mcu import protocol as P
 from mnist_mcu import qemu as qemu_mod
 from mnist_mcu.errors import UserError
@@ -216,3 +221,92 @@ def test_missing_serial_port_cli(tmp_path, mnist_dir):
                                    "--json", str(tmp_path / "r.json")])
     assert isinstance(res.exception, UserError)
     assert "/dev/ttyNOPE9 not found" in str(res.exception)
+
+
+# ---------------------------------------------------------------- issue 13: compile --out never deletes
+
+MODEL = Path(__file__).resolve().parents[1] / "model" / "mlp.onnx"
+BIN = Path(sys.executable).parent / "mnist-mcu"
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def _one_line_error(out, *words):
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def _tree(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("backend", ["native", "deepc"])
+def test_compile_out_refuses_folder_with_user_files(tmp_path, backend):
+    """`compile model/mlp.onnx --out model` used to delete the model and everything beside it."""
+    user = tmp_path / "model"
+    user.mkdir()
+    shutil.copy(MODEL, user / "mlp.onnx")
+    (user / "notes.txt").write_text("mine\n")
+    before = _tree(user)
+    out = _cli("compile", user / "mlp.onnx", "--backend", backend, "--out", user)
+    _one_line_error(out, "did not write", "nothing was changed")
+    assert _tree(user) == before
+    assert sorted(os.listdir(tmp_path)) == ["model"]  # no hidden .old/.tmp folders either
+
+
+def test_compile_out_refuses_a_file(tmp_path):
+    target = tmp_path / "result.txt"
+    target.write_text("keep me\n")
+    out = _cli("compile", MODEL, "--out", target)
+    _one_line_error(out, "is a file")
+    assert target.read_text() == "keep me\n" and sorted(os.listdir(tmp_path)) == ["result.txt"]
+    # a parent that is a file: one line too, not FileExistsError
+    _one_line_error(_cli("compile", MODEL, "--out", target / "lib"), "is a file")
+
+
+def test_compile_out_dot_is_one_line(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    _one_line_error(_cli("compile", MODEL, "--out", ".", cwd=tmp_path), "current folder")
+    _one_line_error(_cli("compile", MODEL, "--out", "..", cwd=tmp_path), "current folder")
+    assert sorted(os.listdir(tmp_path)) == ["keep.txt"]
+
+
+def test_compile_out_replaces_only_its_own_output(tmp_path):
+    lib = tmp_path / "lib"
+    assert _cli("compile", MODEL, "--out", lib).returncode == 0
+    assert (lib / outdir.MARKER).is_file() and (lib / "model.c").is_file()
+    assert _cli("compile", MODEL, "--out", lib).returncode == 0  # our own output: replaced
+    (lib / "my_patch.c").write_text("/* user code */\n")
+    _one_line_error(_cli("compile", MODEL, "--out", lib), "my_patch.c")
+    assert (lib / "my_patch.c").read_text() == "/* user code */\n"
+    assert sorted(os.listdir(tmp_path)) == ["lib"]
+
+
+def test_outdir_keeps_old_output_when_the_swap_fails(tmp_path, monkeypatch):
+    lib = tmp_path / "lib"
+    outdir.write(lib, {"a.c": "one\n"})
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if Path(src).name.startswith(".lib.tmp-"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(outdir.os, "replace", failing)
+    with pytest.raises(OSError):
+        outdir.write(lib, {"a.c": "two\n"})
+    assert (lib / "a.c").read_text() == "one\n" and sorted(os.listdir(tmp_path)) == ["lib"]
+
+
+def test_outdir_accepts_output_written_before_the_marker(tmp_path):
+    """Folders compiled before the marker existed (committed firmware/generated/) are recognised."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "model.c").write_text("/* GENERATED FILE - do not edit. Regenerate with: mnist-mcu compile x */\n")
+    outdir.write(lib, {"model.c": "new\n"})
+    assert (lib / "model.c").read_text() == "new\n"

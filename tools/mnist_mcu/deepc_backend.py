@@ -18,9 +18,7 @@ Everything is written to a temporary folder first and moved into place at the en
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import outdir
 from .deepc_patches import deepc_home
 from .errors import UserError
 
@@ -537,6 +536,7 @@ def compile_deepc(onnx_path: Path, out_dir: Path) -> Path:
     from .data import normalise
 
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
+    outdir.check(out_dir)  # refuse a foreign --out before any work
     try:
         model = onnx.load(str(onnx_path))
     except Exception as exc:
@@ -576,17 +576,6 @@ def compile_deepc(onnx_path: Path, out_dir: Path) -> Path:
             "source_sha256": digest, "input_size": INPUT_SIZE, "output_size": out_size,
             "weight_bytes": weight_bytes, "operators": [n.op_type for n in norm.graph.node],
         }, indent=2) + "\n"
-        stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))
-        stage.chmod(0o755)
-        try:
-            for fname, text in files.items():
-                (stage / fname).write_text(text if text.endswith("\n") else text + "\n")
-            old = out_dir.parent / f".{out_dir.name}.old{os.getpid()}"
-            if out_dir.exists():
-                os.replace(out_dir, old)
-            os.replace(stage, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(stage, ignore_errors=True)
-            raise
+        # temp sibling, then swapped in; never replaces files compile did not write
+        outdir.write(out_dir, {f: t if t.endswith("\n") else t + "\n" for f, t in files.items()})
     return out_dir

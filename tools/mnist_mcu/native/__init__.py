@@ -8,14 +8,12 @@ Pipeline (onnx2c's shape): graph.load -> graph.resolve (ops/<op>.py resolve())
 emit()) -> files written to a temporary folder, then moved into place.
 """
 
-import os
 import shlex
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .. import outdir
 from ..errors import UserError
 
 __all__ = ["compile_native", "build_graph"]
@@ -76,26 +74,12 @@ def compile_native(onnx_path, out_dir, dtype="f32", data_dir=None, calib_images=
     onnx_path, out_dir = Path(onnx_path), Path(out_dir)
     if not onnx_path.is_file():
         raise UserError(f"model file {onnx_path} not found; run `mnist-mcu train` or pass an existing .onnx")
+    outdir.check(out_dir)  # refuse a foreign --out before any work
     if dtype == "int8" and calib_pixels is None:
         calib_pixels = calibration_pixels(data_dir, calib_images)
     g = build_graph(onnx_path, dtype, calib_pixels)
     files, stats = emit_model(g, dtype, _command(onnx_path, out_dir, dtype, calib_images))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        for name, text in files.items():
-            (tmp / name).write_text(text)
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    outdir.write(out_dir, files)  # temp sibling, then swapped in; never replaces foreign files
     compile_native.last_stats = stats
     return out_dir
 
