@@ -262,8 +262,8 @@ def run_qemu(target, source, env):  # pylint: disable=unused-argument
     print(" ".join(cmd))
     print(
         "QEMU waits for a client on 127.0.0.1:%s; connect with:\n"
-        "  mnist-mcu evaluate --target serial --port socket://127.0.0.1:%s\n"
-        "(Ctrl-C stops QEMU)" % (port, port)
+        "  mnist-mcu evaluate --env %s --target serial --port socket://127.0.0.1:%s --no-build\n"
+        "(Ctrl-C stops QEMU)" % (port, env.subst("$PIOENV"), port)
     )
     sys.stdout.flush()
     try:
