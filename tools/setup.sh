@@ -32,8 +32,8 @@ STAMP="$VENV/.mnist-mcu-installed"
 if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   log "installing Python packages (PyTorch is large: a few minutes on first run)"
   "$VENV/bin/pip" install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/pip" install -q -e "$ROOT[train,dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -c "import torch, onnxruntime, serial" || { echo "error: Python packages failed to install; see pip output above" >&2; exit 1; }
+  "$VENV/bin/pip" install -q -e "$ROOT[train,dev,farm]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import torch, onnxruntime, serial, labgrid" || { echo "error: Python packages failed to install; see pip output above" >&2; exit 1; }
   touch "$STAMP"
 fi
 
