@@ -310,3 +310,27 @@ def test_outdir_accepts_output_written_before_the_marker(tmp_path):
     (lib / "model.c").write_text("/* GENERATED FILE - do not edit. Regenerate with: mnist-mcu compile x */\n")
     outdir.write(lib, {"model.c": "new\n"})
     assert (lib / "model.c").read_text() == "new\n"
+
+
+# ---------------------------------------------------------------- issue 13: options checked at the CLI
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_calib_images_out_of_range_is_one_line(tmp_path, value):
+    """--calib-images 0 or -5 used to calibrate on 1 image while the header recorded the value given."""
+    out = _cli("compile", MODEL, "--dtype", "int8", "--calib-images", value, "--out", tmp_path / "lib")
+    _one_line_error(out, "--calib-images", value)
+    assert not (tmp_path / "lib").exists()
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--env", "qemu_f405_f32", "--no-build"], ["benchmark"]])
+def test_json_under_a_file_is_one_line(tmp_path, command):
+    """--json some/file/x.json used to end in a FileExistsError traceback."""
+    blocker = tmp_path / "some"
+    blocker.write_text("a file\n")
+    out = _cli(*command, "--json", blocker / "x.json", "--limit", "1")
+    _one_line_error(out, "--json", "is a file")
+    assert blocker.read_text() == "a file\n"
+
+
+def test_run_limit_zero_is_refused_before_compiling():
+    _one_line_error(_cli("run", "--backend", "native", "--limit", "0"), "--limit")

@@ -9,6 +9,7 @@ import click
 
 from . import firmware as fw
 from .errors import UserError
+from .outdir import output_file_option
 from .evaluate import DEFAULT_JOBS, evaluate
 from .paths import REPORTS_DIR
 from .reports import fmt_bytes, table, write_json
@@ -60,7 +61,7 @@ def benchmark(envs=None, limit=None, json_path=None, data_dir=None, model=None, 
 @click.command("benchmark")
 @click.option("--envs", multiple=True, help=f"environments (repeat or comma-separate; default: {', '.join(DEFAULT_ENVS)})")
 @click.option("--limit", type=int, default=None, help="only the first N test images")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, callback=output_file_option,
               help="summary JSON (default reports/benchmark.json); per-env reports go next to it")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="float ONNX model for every env (default: each env's custom_model_onnx, else model/mlp.onnx)")

@@ -36,6 +36,10 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("error: interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # a bad option value: one line, like every other error
+        where = f"mnist-mcu {exc.ctx.info_name}: " if exc.ctx and exc.ctx.parent else ""
+        click.echo(f"error: {where}{exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

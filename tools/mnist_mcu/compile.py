@@ -64,7 +64,8 @@ def compile_model(onnx_path, backend, dtype="f32", out_dir=None, data_dir=None, 
               help="output folder (default: firmware/generated/<deepc|native_DTYPE>)")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None,
               help="MNIST root for int8 calibration (training images only) [env: MNIST_DIR]")
-@click.option("--calib-images", default=2000, show_default=True, help="training images used to calibrate int8")
+@click.option("--calib-images", type=click.IntRange(1, 60000), default=2000, show_default=True,
+              help="training images used to calibrate int8 (1..60000)")
 def cli(model, backend, dtype, out_dir, data_dir, calib_images):
     """Compile MODEL (ONNX) into C/C++ sources for the firmware."""
     out = compile_model(model, backend, dtype, out_dir, data_dir, calib_images)

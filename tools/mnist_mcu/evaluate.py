@@ -17,6 +17,7 @@ import numpy as np
 from . import firmware as fw
 from . import protocol as P
 from .errors import UserError
+from .outdir import output_file_option
 from .paths import REPORTS_DIR, ROOT
 
 DEFAULT_JOBS = 2
@@ -426,7 +427,7 @@ def summary_lines(r: dict) -> list[str]:
               help="qemu (emulated board) or serial (a board on --port); default from the env")
 @click.option("--port", default=None, help="pyserial URL or port for --target serial: /dev/ttyACM0, socket://H:P, rfc2217://H:P")
 @click.option("--limit", type=int, default=None, help="only the first N test images")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, callback=output_file_option,
               help="report path (default reports/<env>.json); PNGs are written next to it")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
 @click.option("--model", type=click.Path(path_type=Path), default=None, help="float ONNX model (default: the env's custom_model_onnx, else model/mlp.onnx)")
