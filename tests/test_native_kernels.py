@@ -7,8 +7,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from mnist_mcu.native.emit import RUNTIME_DIR
-from mnist_mcu.native.host import build_shared
+from mnist_mcu.native.host import KERNEL_INCLUDE, build_shared, kernel_sources
 from mnist_mcu.native.quantize import expf, logf, pack_pairs, quantize_multiplier, requant_ref, softmax_ref
 
 P = ctypes.c_void_p
@@ -16,7 +15,7 @@ P = ctypes.c_void_p
 
 @pytest.fixture(scope="module")
 def lib():
-    return ctypes.CDLL(str(build_shared(sorted(RUNTIME_DIR.glob("*.c")), [RUNTIME_DIR])))
+    return ctypes.CDLL(str(build_shared(kernel_sources(), [KERNEL_INCLUDE])))
 
 
 def ptr(a):

@@ -11,14 +11,11 @@ Static RAM is kept to the activations themselves:
   * the dense kernels gather nonzero inputs on the stack, so no scratch arrays.
 """
 
-from pathlib import Path
-
 import numpy as np
 
 from .ops import REGISTRY
 from .passes import alias_root
 
-RUNTIME_DIR = Path(__file__).with_name("runtime")
 ELEM_BYTES = {"f32": 4, "q8": 1, "u8": 1}
 # ops whose kernel may write its output over its (first) input, element for element
 IN_PLACE = ("Softmax", "LogSoftmax", "Relu")
@@ -212,15 +209,8 @@ def emit_model(graph, dtype, command):
     parts += body
     parts.append("    return 0;\n}\n")
     model_c = "\n".join(parts)
+    # the kernels are not copied: every build links the one library (firmware/lib/nnkernels)
     files = {"model.c": model_c}
-    runtime = ["nn_runtime.h", "nn_math.c"]
-    if dtype == "f32" or "_f32(" in model_c.replace("nn_softmax_f32(", "").replace(
-            "nn_logsoftmax_f32(", "").replace("nn_dequant_ch_f32(", "").replace("nn_dequant_s8_f32(", ""):
-        runtime.append("nn_f32.c")
-    if dtype == "int8":
-        runtime.append("nn_int8.c")
-    for f in runtime:
-        files[f] = banner(command) + (RUNTIME_DIR / f).read_text()
     stats = {"flash_const_bytes": int(flash),
              "ram_buffer_bytes": int(sum(4 * max(1, (b + 3) // 4) for _, b in bufs)),
              "ram_scratch_bytes": int(sum(np.dtype({"float": np.float32, "int8_t": np.int8, "uint16_t": np.uint16,

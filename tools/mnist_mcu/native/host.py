@@ -2,8 +2,9 @@
 
     m = HostModel(gen_dir); probs = m.run(pixels_uint8)   # [N, 784] -> float32 [N, out]
 
-The C sources are compiled with the host gcc (-O2 -ffp-contract=off, as on the
-device) into a shared library cached under build/native_host/<hash of the sources>/.
+The model's C and the one kernel library (firmware/lib/nnkernels, the same sources
+every firmware env links) are compiled with the host gcc (-O2 -ffp-contract=off, as
+on the device) into a shared library cached under build/native_host/<hash of the sources>/.
 """
 
 import ctypes
@@ -21,6 +22,13 @@ from ..paths import FIRMWARE_DIR, ROOT
 
 CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared"]
 CACHE_DIR = ROOT / "build" / "native_host"
+KERNEL_LIB = FIRMWARE_DIR / "lib" / "nnkernels"
+KERNEL_INCLUDE = KERNEL_LIB / "include"
+
+
+def kernel_sources() -> list[Path]:
+    """The kernel library's C files (the library is linked whole, as on the device)."""
+    return sorted((KERNEL_LIB / "src").glob("*.c"))
 
 
 class _Info(ctypes.Structure):
@@ -36,7 +44,7 @@ def build_shared(sources, include_dirs=(), cache_dir=CACHE_DIR, extra_flags=()):
     h = hashlib.sha256()
     for f in sorted(Path(s) for s in sources):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
-    for d in include_dirs:
+    for d in [*include_dirs, *sorted({Path(s).parent for s in sources})]:
         for f in sorted(Path(d).glob("*.h")):
             h.update(f.name.encode() + b"\0" + f.read_bytes())
     h.update(" ".join(CFLAGS + list(extra_flags) + [cc]).encode())
@@ -61,7 +69,8 @@ class HostModel:
         sources = sorted(gen_dir.glob("*.c"))
         if not sources:
             raise UserError(f"no generated C sources in {gen_dir}; run `mnist-mcu compile --backend native`")
-        self.path = build_shared(sources, [gen_dir, FIRMWARE_DIR / "include"], cache_dir)
+        self.path = build_shared([*sources, *kernel_sources()],
+                                 [gen_dir, FIRMWARE_DIR / "include", KERNEL_INCLUDE], cache_dir)
         self.lib = ctypes.CDLL(str(self.path))
         self.lib.model_info.restype = ctypes.POINTER(_Info)
         self.lib.model_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p]

@@ -1,0 +1,35 @@
+/* Requantisation (int32 -> int8), dequantisation (-> float) and the pixel lookup. */
+#include "nn_internal.h"
+
+void nn_lut_u8_s8(const uint8_t *x, const int8_t *lut, int8_t *y, int n)
+{
+    for (int i = 0; i < n; i++) y[i] = lut[x[i]];
+}
+
+int32_t nn_requant(int32_t acc, int32_t mult, int shift)
+{
+    return requant32(acc, mult, shift);
+}
+
+void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const int32_t *mult,
+                      const int8_t *shift, int zp, int lo, int hi)
+{
+    for (int c = 0; c < n_ch; c++) {
+        const int32_t m = mult[c];
+        const int s = shift[c];
+        for (int i = 0; i < inner; i++, acc++, y++)
+            *y = requant_s8(*acc, m, s, zp, lo, hi);
+    }
+}
+
+void nn_dequant_ch_f32(const int32_t *acc, float *y, int n_ch, int inner, const float *scale, int relu)
+{
+    for (int c = 0; c < n_ch; c++)
+        for (int i = 0; i < inner; i++, acc++, y++)
+            *y = dequant_f32(*acc, scale[c], relu);
+}
+
+void nn_dequant_s8_f32(const int8_t *x, float *y, int n, float scale, int zp)
+{
+    for (int i = 0; i < n; i++) y[i] = (float)((int32_t)x[i] - zp) * scale;
+}
