@@ -6,13 +6,12 @@ import zlib
 
 import numpy as np
 import pytest
-from onnx import helper
-
 from mnist_mcu.errors import UserError
 from mnist_mcu.native import build_graph, compile_native
 from mnist_mcu.native.host import HostModel
 from mnist_mcu.native.quantize import reference_int8
 from native_helpers import init, make_model, random_pixels, rng_w, run_ort
+from onnx import helper
 
 H = helper.make_node
 
@@ -113,7 +112,7 @@ def test_int8_matches_integer_reference(tmp_path, name):
 
 
 def test_int8_rejects_float_only_graph(tmp_path):
-    path, shape, rng = _model(tmp_path, "add_two_acts")
+    path, _, rng = _model(tmp_path, "add_two_acts")
     with pytest.raises(UserError, match="not supported with --dtype int8|int8"):
         compile_native(path, tmp_path / "gen", "int8", calib_pixels=random_pixels(rng, 20, 15))
 
@@ -128,16 +127,16 @@ def test_unsupported_operator_one_line(tmp_path):
                           [init("w", np.zeros((1, 8, 4), np.float32)), init("r", np.zeros((1, 8, 2), np.float32))])
     path = tmp_path / "bad.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
-    out = tmp_path / "gen"
-    out.mkdir()
-    (out / "keep.txt").write_text("previous")
+    good, _, _ = _model(tmp_path, "mlp_odd")
+    out = compile_native(good, tmp_path / "gen", "f32")       # a previous compile's folder
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(UserError) as e:
         compile_native(path, out, "f32")
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.startswith("unsupported ONNX operator(s): Sigmoid (node 'sig'), LSTM (node 'x');")
     assert "the native backend supports: Gemm" in msg
-    assert (out / "keep.txt").read_text() == "previous"          # nothing half-written
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before          # nothing half-written
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".gen")] == []
 
 
@@ -151,3 +150,19 @@ def test_unsupported_attribute_named(tmp_path, attrs, word):
     with pytest.raises(UserError, match=word) as e:
         compile_native(path, tmp_path / "gen", "f32")
     assert "Conv (node" in str(e.value)
+
+
+def test_matmul_constant_b_with_rows(tmp_path):
+    """MatMul of an [M, K] activation (M != 1) with a constant B: f32 runs it (nn_matmul_f32 with
+    B in flash); int8 refuses it in one line naming the node (it used to end in a KeyError)."""
+    rng = np.random.default_rng(7)
+    nodes = [H("Reshape", ["input", "shp"], ["x"]), H("MatMul", ["x", "w"], ["m"], name="mm"),
+             H("Flatten", ["m"], ["output"])]
+    inits = [init("shp", np.array([5, 7], np.int64)), init("w", rng_w(rng, 7, 3))]
+    path = make_model(nodes, inits, (1, 1, 5, 7), None, tmp_path / "mm.onnx")
+    px = random_pixels(rng, 16, 35)
+    got = HostModel(compile_native(path, tmp_path / "f32", "f32")).run(px)
+    np.testing.assert_allclose(got, run_ort(path, px, (1, 1, 5, 7)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(UserError) as e:
+        compile_native(path, tmp_path / "int8", "int8", calib_pixels=random_pixels(rng, 20, 35))
+    assert "\n" not in str(e.value) and str(e.value).startswith("MatMul (node 'mm'): ")

@@ -13,12 +13,10 @@ Static RAM is kept to the activations themselves:
 
 import numpy as np
 
-from .ops import REGISTRY
+from .ops import REGISTRY, guarded
 from .passes import alias_root
 
 ELEM_BYTES = {"f32": 4, "q8": 1, "u8": 1}
-# ops whose kernel may write its output over its (first) input, element for element
-IN_PLACE = ("Softmax", "LogSoftmax", "Relu")
 CTYPE = {"f32": "float", "q8": "int8_t"}
 
 
@@ -51,17 +49,18 @@ def fmt_array(ctype, arr, per_line=10):
 class EmitContext:
     def __init__(self, graph, dtype):
         self.graph, self.dtype = graph, dtype
-        self.domains = getattr(graph, "domains", None) or {}
-        self.qparams = getattr(graph, "qparams", None) or {}
+        self.domains = graph.domains
+        self.qparams = graph.qparams
         self.consts = []          # (name, ctype, array, comment)
         self.scratch_sizes = {}   # name -> (ctype, n)
         self.layer = 0
         self.bases = {}           # buffer-owning tensor -> "pixels" | "outputs" | "nn_bufK"
         self.fmt_float = fmt_float
+        self.copies = []          # (output index, tensor) copied into out[index] at the end
 
     def domain(self, name):
         root = alias_root(self.graph, name)
-        if root == self.graph.input:
+        if root == self.graph.input and self.graph.image_input:
             return "u8"
         return self.domains.get(root, "f32")
 
@@ -75,6 +74,13 @@ class EmitContext:
         if base == "pixels" or dom == "f32":
             return base
         return f"((int8_t *){base})"
+
+    def tensor_ptr(self, name):
+        """ptr() for an activation; a constant is placed in flash (as float) and named."""
+        t = self.graph.tensors[name]
+        if t.is_const:
+            return self.const("c", "float", t.data.astype(np.float32).reshape(-1))
+        return self.ptr(name)
 
     def acc_ptr(self, name):
         """The tensor's buffer seen as int32 accumulators (see out_bytes())."""
@@ -100,17 +106,16 @@ class EmitContext:
 def _out_bytes(node, ctx):
     o = node.outputs[0]
     need = ctx.graph.tensors[o].size * ELEM_BYTES[ctx.domain(o)]
-    hook = getattr(REGISTRY[node.op], "out_bytes", None)
-    return max(need, hook(node, ctx)) if hook else need
+    return max(need, REGISTRY[node.op].out_bytes(node, ctx))
 
 
 def _in_place_input(node, ctx):
     """The buffer-owning input the node may overwrite, or None."""
-    if node.op not in IN_PLACE or not node.inputs:
+    if not REGISTRY[node.op].IN_PLACE or not node.inputs:
         return None
     g = ctx.graph
     x = alias_root(g, node.inputs[0])
-    if x == g.input or g.tensors[x].is_const:
+    if x in g.inputs or g.tensors[x].is_const:
         return None
     if ELEM_BYTES[ctx.domain(x)] != ELEM_BYTES[ctx.domain(node.outputs[0])]:
         return None
@@ -120,32 +125,38 @@ def _in_place_input(node, ctx):
 def plan_buffers(graph, ctx):
     """Assign every activation tensor a static buffer; returns [(name, bytes)]."""
     nodes = graph.nodes
-    out_root = alias_root(graph, graph.output)
-    out_bytes = graph.tensors[graph.output].size * 4
     last_use = {}
     for i, n in enumerate(nodes):
         for x in n.inputs:
             if x and not graph.tensors[x].is_const:
                 last_use[alias_root(graph, x)] = i
-    ctx.bases[graph.input] = "pixels"
-    ctx.bases[out_root] = "outputs"
-    producer = {n.outputs[0]: (i, n) for i, n in enumerate(nodes) if not n.extra.get("alias")}
-    if out_root in producer and _out_bytes(producer[out_root][1], ctx) > out_bytes:
-        raise AssertionError("the graph output's producer needs more room than `outputs`")
-    # the in-place chain ending at the output runs in the caller's outputs array
-    r = out_root
-    while r in producer:
-        i, n = producer[r]
-        x = _in_place_input(n, ctx)
-        if x is None or last_use.get(x) != i or x not in producer or \
-                _out_bytes(producer[x][1], ctx) > out_bytes:
-            break
-        ctx.bases[x] = "outputs"
-        r = x
+    for k, name in enumerate(graph.inputs):
+        ctx.bases[name] = "pixels" if graph.image_input else f"in[{k}]"
+    producer = {n.outputs[0]: (i, n) for i, n in enumerate(nodes) if not n.view}
+    for j, out in enumerate(graph.outputs):
+        out_root = alias_root(graph, out)
+        if out_root in ctx.bases or out_root not in producer:   # an input (through views) or a constant
+            ctx.copies.append((j, out_root))
+            continue
+        base = "outputs" if graph.image_input else f"out[{j}]"
+        out_bytes = graph.tensors[out].size * 4
+        ctx.bases[out_root] = base
+        if _out_bytes(producer[out_root][1], ctx) > out_bytes:
+            raise AssertionError("the graph output's producer needs more room than `outputs`")
+        # the in-place chain ending at the output runs in the caller's outputs array
+        r = out_root
+        while r in producer:
+            i, n = producer[r]
+            x = _in_place_input(n, ctx)
+            if x is None or last_use.get(x) != i or x not in producer or x in ctx.bases or \
+                    _out_bytes(producer[x][1], ctx) > out_bytes:
+                break
+            ctx.bases[x] = base
+            r = x
     buffers = []       # [size_bytes, busy_until]
     owner = {}         # tensor -> buffer index
     for i, n in enumerate(nodes):
-        if n.extra.get("alias"):
+        if n.view:
             continue
         o = n.outputs[0]
         if o in ctx.bases:
@@ -171,8 +182,15 @@ def plan_buffers(graph, ctx):
     return [(f"nn_buf{k}", b[0]) for k, b in enumerate(buffers)]
 
 
-def emit_model(graph, dtype, command):
-    """Return {filename: text} for the model library."""
+def _emit_node(node, ctx):
+    op = REGISTRY[node.op]
+    return guarded(node, op.emit_int8 if ctx.dtype == "int8" else op.emit_f32, node, ctx)
+
+
+def emit_model(graph, dtype, command, entry=None):
+    """Return ({filename: text}, stats) for the model library.  An MNIST model gets the
+    firmware's interface (model.h: model_info/model_init/model_run on raw pixels); any other
+    graph one function `int <entry>(const float *const *in, float *const *out)`."""
     ctx = EmitContext(graph, dtype)
     if ctx.domain(graph.output) != "f32":
         raise AssertionError("graph output must be float")
@@ -180,16 +198,23 @@ def emit_model(graph, dtype, command):
     body = []
     for i, node in enumerate(graph.nodes):
         ctx.layer = i
-        lines = REGISTRY[node.op].emit(node, ctx)
+        lines = _emit_node(node, ctx)
         if not lines:
             continue
-        extra = "+Relu" if node.extra.get("relu") else ""
+        extra = "+Relu" if getattr(node.params, "relu", False) else ""
         shape = "x".join(map(str, graph.tensors[node.outputs[0]].shape))
         body.append(f"    /* {i}: {node.op}{extra} '{node.name}' -> [{shape}] */")
         body += ["    " + ln for ln in lines]
-    in_size = graph.tensors[graph.input].size
+    for j, root in ctx.copies:      # an output that is an input or a constant (through views)
+        n = graph.tensors[graph.outputs[j]].size
+        src = ctx.tensor_ptr(root)
+        body.append(f"    for (int i = 0; i < {n}; i++) out[{j}][i] = {src}[i];")
+    in_size = graph.tensors[graph.input].size if graph.inputs else 0
     out_size = graph.tensors[graph.output].size
-    parts = [banner(command), "#include <stdint.h>\n#include \"model.h\"\n#include \"nn_runtime.h\"\n"]
+    head = "#include <stdint.h>\n#include \"model.h\"\n#include \"nn_runtime.h\"\n"
+    if not graph.image_input:
+        head = "#include <stdint.h>\n#include \"nn_runtime.h\"\n"
+    parts = [banner(command), head]
     flash = 0
     for name, ctype, arr in ctx.consts:
         flash += arr.size * arr.dtype.itemsize if ctype != "float" else arr.size * 4
@@ -201,11 +226,14 @@ def emit_model(graph, dtype, command):
     for name, (ctype, n) in sorted(ctx.scratch_sizes.items()):
         parts.append(f"static {ctype} {name}[{max(1, n)}];")
     parts.append("")
-    parts.append(f"static const model_info_t nn_info = {{\"{graph.name}\", \"native\", \"{dtype}\", "
-                 f"{in_size}u, {out_size}u}};\n")
-    parts.append("const model_info_t *model_info(void)\n{\n    return &nn_info;\n}\n")
-    parts.append("int model_init(void)\n{\n    return 0;\n}\n")
-    parts.append("int model_run(const uint8_t *pixels, float *outputs)\n{")
+    if graph.image_input:
+        parts.append(f"static const model_info_t nn_info = {{\"{graph.name}\", \"native\", \"{dtype}\", "
+                     f"{in_size}u, {out_size}u}};\n")
+        parts.append("const model_info_t *model_info(void)\n{\n    return &nn_info;\n}\n")
+        parts.append("int model_init(void)\n{\n    return 0;\n}\n")
+        parts.append("int model_run(const uint8_t *pixels, float *outputs)\n{")
+    else:
+        parts.append(f"int {entry or 'graph_run'}(const float *const *in, float *const *out)\n{{")
     parts += body
     parts.append("    return 0;\n}\n")
     model_c = "\n".join(parts)

@@ -1,16 +1,18 @@
 """Optimisation passes over the resolved graph (kept apart from the emitters).
 
-Each pass rewrites graph.nodes / node.extra in place; run_all() applies them in order.
+Each pass rewrites graph.nodes / node.params in place; run_all() applies them in order.
 """
 
 import numpy as np
 
-from .graph import Node
+from .graph import Graph, Node, Tensor
+from .ops.conv import ConvParams
+from .ops.gemm import Dense
 
 
 def _sole_consumer(graph, name):
     cons = graph.consumers(name)
-    if len(cons) != 1 or name == graph.output:
+    if len(cons) != 1 or name in graph.outputs:
         return None
     return cons[0]
 
@@ -18,19 +20,24 @@ def _sole_consumer(graph, name):
 def _replace_output(graph, node, removed):
     """node takes over the output of `removed` (which is deleted)."""
     node.outputs[0] = removed.outputs[0]
+    node.fused.append(removed.name)
     graph.nodes.remove(removed)
+
+
+def _layer(node):
+    """The Dense/Conv parameters of a layer the passes may fold into, or None."""
+    return node.params if isinstance(node.params, (Dense, ConvParams)) else None
 
 
 def matmul_to_gemm(graph):
     """MatMul([1,K], constant [K,N]) -> Gemm with W = B^T."""
-    for i, n in enumerate(list(graph.nodes)):
+    for n in list(graph.nodes):
         if n.op != "MatMul":
             continue
         a, b = (graph.tensors[x] for x in n.inputs)
-        if b.is_const and a.shape[0] == 1:
-            g = Node("Gemm", n.name, [n.inputs[0]], list(n.outputs), {}, {
-                "W": np.ascontiguousarray(b.data.T.astype(np.float32)),
-                "bias": np.zeros(b.shape[1], np.float32), "relu": False, "canonical": True})
+        if b.is_const and not a.is_const and len(a.shape) == 2 and len(b.shape) == 2 and a.shape[0] == 1:
+            g = Node("Gemm", n.name, [n.inputs[0]], list(n.outputs), {},
+                     Dense(np.ascontiguousarray(b.data.T.astype(np.float32)), np.zeros(b.shape[1], np.float32)))
             graph.nodes[graph.nodes.index(n)] = g
 
 
@@ -40,7 +47,8 @@ def fold_bias_add(graph):
     while changed:
         changed = False
         for n in graph.nodes:
-            if n.op not in ("Gemm", "Conv") or n.extra.get("relu"):
+            p = _layer(n)
+            if p is None or p.relu:
                 continue
             add = _sole_consumer(graph, n.outputs[0])
             if add is None or add.op != "Add":
@@ -54,14 +62,16 @@ def fold_bias_add(graph):
                 full = np.broadcast_to(c, out_shape)
             except ValueError:
                 continue
-            if n.op == "Gemm":
+            if tuple(np.broadcast_shapes(c.shape, out_shape)) != tuple(out_shape):
+                continue
+            if isinstance(p, Dense):
                 extra = full.reshape(-1)
             else:   # per-channel constant only
                 per = full.reshape(out_shape[1], -1)
                 if not np.all(per == per[:, :1]):
                     continue
                 extra = per[:, 0]
-            n.extra["bias"] = (n.extra["bias"] + extra).astype(np.float32)
+            p.bias = (p.bias + extra).astype(np.float32)
             _replace_output(graph, n, add)
             changed = True
             break
@@ -70,11 +80,12 @@ def fold_bias_add(graph):
 def fuse_relu(graph):
     """Gemm/Conv followed by its only consumer Relu -> clamp inside the layer."""
     for n in list(graph.nodes):
-        if n.op not in ("Gemm", "Conv"):
+        p = _layer(n)
+        if p is None:
             continue
         r = _sole_consumer(graph, n.outputs[0])
         if r is not None and r.op == "Relu":
-            n.extra["relu"] = True
+            p.relu = True
             _replace_output(graph, n, r)
 
 
@@ -82,9 +93,19 @@ def alias_root(graph, name):
     """Follow Flatten/Reshape views back to the tensor that owns the buffer."""
     while True:
         p = graph.producer(name)
-        if p is None or not p.extra.get("alias"):
+        if p is None or not p.view:
             return name
         name = p.inputs[0]
+
+
+def consumers_through_views(graph, name):
+    out = []
+    for c in graph.consumers(name):
+        if c.view:
+            out += consumers_through_views(graph, c.outputs[0])
+        else:
+            out.append(c)
+    return out
 
 
 def fold_input_normalisation(graph):
@@ -97,17 +118,16 @@ def fold_input_normalisation(graph):
         if len(cons) != 1:
             break
         c = cons[0]
-        if c.extra.get("alias"):
+        if c.view:
             name = c.outputs[0]
             continue
-        if c.op == "Gemm" and c.inputs[0] == name:
-            c.extra["input_u8"] = True
+        if isinstance(c.params, Dense) and c.inputs[0] == name:
+            c.params.input_u8 = True
             graph.input_folded = True
             return
         break
     graph.input_folded = False
     new = graph.new_name("input_normalised")
-    from .graph import Tensor
     graph.tensors[new] = Tensor(new, graph.tensors[graph.input].shape)
     for c in graph.consumers(graph.input):
         c.inputs = [new if x == graph.input else x for x in c.inputs]
@@ -117,7 +137,9 @@ def fold_input_normalisation(graph):
 PASSES = (matmul_to_gemm, fold_bias_add, fuse_relu, fold_input_normalisation)
 
 
-def run_all(graph):
+def run_all(graph: Graph) -> Graph:
     for p in PASSES:
+        if p is fold_input_normalisation and not graph.image_input:
+            continue     # a general graph takes float inputs as they are
         p(graph)
     return graph

@@ -1,5 +1,7 @@
 """Helpers shared by the operator modules."""
 
+from __future__ import annotations
+
 import numpy as np
 
 from ...errors import UserError
@@ -81,3 +83,39 @@ def pads_2d(node, in_hw, kernel, strides):
     if min(p) < 0:
         fail(node, "negative pads are not supported")
     return p[0], p[1], p[2], p[3]
+
+
+def strides(shape) -> list[int]:
+    out, s = [], 1
+    for d in reversed(list(shape)):
+        out.append(s)
+        s *= int(d)
+    return out[::-1]
+
+
+def broadcast_strides(shape, out_shape) -> list[int]:
+    """Element strides of a tensor of `shape` read at every index of `out_shape` (0 on broadcast dims)."""
+    shape = [1] * (len(out_shape) - len(shape)) + list(shape)
+    return [0 if d == 1 and o != 1 else s for d, o, s in zip(shape, out_shape, strides(shape))]
+
+
+def index_loop(out_shape, operands, body) -> list[str]:
+    """A flat loop over the output's elements computing each operand's element offset
+    (operands: [(offset variable, strides)]); body: C statement(s) using i and the offsets.
+    For general shapes (broadcasting, strided views) where no kernel fits."""
+    n = numel(out_shape)
+    lines = ["{", f"    for (int i = 0; i < {n}; i++) {{", "        int r = i;"]
+    names = [v for v, _ in operands]
+    if names:
+        lines.append("        int " + ", ".join(f"{v} = 0" for v in names) + ";")
+    for d in reversed(range(len(out_shape))):
+        dim = int(out_shape[d])
+        used = [(v, st[d]) for v, st in operands if st[d] != 0]
+        if dim == 1 or not used:
+            if dim != 1:
+                lines.append(f"        r /= {dim};")
+            continue
+        lines.append(f"        {{ int c = r % {dim}; r /= {dim}; "
+                     + " ".join(f"{v} += c * {s};" for v, s in used) + " }")
+    lines += [f"        {body}", "    }", "}"]
+    return lines

@@ -1,11 +1,12 @@
-"""LogSoftmax: same shape rules as Softmax; deterministic exp and log."""
+"""LogSoftmax: Softmax's shape rules and loop, ending in (x - max) - log(sum)."""
 
-from . import softmax
-
-OP_TYPES = ("LogSoftmax",)
-KERNEL = "nn_logsoftmax_f32"
-resolve = softmax.resolve
+from .softmax import Softmax
 
 
-def emit(node, ctx):
-    return [line.replace(softmax.KERNEL, KERNEL) for line in softmax.emit(node, ctx)]
+class LogSoftmax(Softmax):
+    OP_TYPES = ("LogSoftmax",)
+    KERNEL = "nn_logsoftmax_f32"
+    LOG = True
+
+
+OPERATORS = (LogSoftmax,)

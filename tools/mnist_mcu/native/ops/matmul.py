@@ -1,27 +1,60 @@
-"""MatMul: [1, K] x constant [K, N] becomes a Gemm (pass matmul_to_gemm); two
-2-D activations use the plain float kernel (f32 only)."""
+"""MatMul with numpy semantics (1-D operands promoted, batch dimensions broadcast).
+[1, K] x constant [K, N] becomes a Gemm (pass matmul_to_gemm, also in int8); every
+other case calls nn_matmul_f32 per batch, f32 only."""
 
-from ._common import fail, n_inputs, set_out, check_attrs
+from dataclasses import dataclass
 
-OP_TYPES = ("MatMul",)
+import numpy as np
 
-
-def resolve(node, graph):
-    n_inputs(node, 2)
-    check_attrs(node, {})
-    a, b = (graph.tensors[i] for i in node.inputs)
-    if a.is_const:
-        fail(node, "a constant first input is not supported")
-    if len(a.shape) != 2 or len(b.shape) != 2:
-        fail(node, f"only 2-D operands are supported, got {list(a.shape)} x {list(b.shape)}")
-    if a.shape[1] != b.shape[0]:
-        fail(node, f"shapes {list(a.shape)} and {list(b.shape)} do not multiply")
-    set_out(node, graph, (a.shape[0], b.shape[1]))
+from ._common import broadcast_strides, check_attrs, fail, index_loop, n_inputs, set_out
+from .base import Operator
 
 
-def emit(node, ctx):
-    if ctx.dtype != "f32":
-        fail(node, "MatMul of two activations is not supported in int8")
-    a, b = (ctx.graph.tensors[i] for i in node.inputs)
-    return [f"nn_matmul_f32({ctx.ptr(a.name)}, {ctx.ptr(b.name)}, {ctx.ptr(node.outputs[0])}, "
-            f"{a.shape[0]}, {a.shape[1]}, {b.shape[1]});"]
+@dataclass
+class MatMulParams:
+    batch: tuple      # broadcast batch dimensions of the output
+    m: int
+    k: int
+    n: int
+    a_batch: tuple    # batch dims of A / B (before broadcasting)
+    b_batch: tuple
+
+
+class MatMul(Operator):
+    OP_TYPES = ("MatMul",)
+
+    def resolve(self, node, graph):
+        n_inputs(node, 2)
+        check_attrs(node, {})
+        a, b = (graph.tensors[i] for i in node.inputs)
+        if a.is_const and b.is_const:
+            fail(node, "multiplying two constants is not supported (fold it in the exporter)")
+        sa, sb = list(a.shape), list(b.shape)
+        if not sa or not sb:
+            fail(node, "scalar operands are not supported")
+        a2 = [1] + sa if len(sa) == 1 else sa
+        b2 = sb + [1] if len(sb) == 1 else sb
+        if a2[-1] != b2[-2]:
+            fail(node, f"shapes {sa} and {sb} do not multiply")
+        try:
+            batch = tuple(int(d) for d in np.broadcast_shapes(tuple(a2[:-2]), tuple(b2[:-2])))
+        except ValueError:
+            fail(node, f"batch dimensions of {sa} and {sb} do not broadcast")
+        m, k, n = a2[-2], a2[-1], b2[-1]
+        node.params = MatMulParams(batch, m, k, n, tuple(a2[:-2]), tuple(b2[:-2]))
+        out = list(batch) + ([m] if len(sa) > 1 else []) + ([n] if len(sb) > 1 else [])
+        set_out(node, graph, out)
+
+    def emit_f32(self, node, ctx):
+        p = node.params
+        a, b = (ctx.tensor_ptr(i) for i in node.inputs)
+        y = ctx.ptr(node.outputs[0])
+        if not p.batch:
+            return [f"nn_matmul_f32({a}, {b}, {y}, {p.m}, {p.k}, {p.n});"]
+        sa = [s * p.m * p.k for s in broadcast_strides(p.a_batch, p.batch)]
+        sb = [s * p.k * p.n for s in broadcast_strides(p.b_batch, p.batch)]
+        return index_loop(p.batch, [("ia", sa), ("ib", sb)],
+                          f"nn_matmul_f32({a} + ia, {b} + ib, {y} + i * {p.m * p.n}, {p.m}, {p.k}, {p.n});")
+
+
+OPERATORS = (MatMul,)

@@ -1,42 +1,174 @@
-"""MaxPool: 2-D on [1, C, H, W]; padding never wins the max; ceil_mode 0."""
+"""MaxPool over N-D spatial dims; padding never wins the max.
 
-from ._common import activation, check_attrs, fail, n_inputs, pads_2d, set_out
+The MNIST case (one image, 2-D, dilation 1, floor mode, pads smaller than the kernel)
+calls the kernels nn_maxpool2d_f32/_s8; everything else (batch, 1-D/3-D, dilations,
+ceil_mode) is a plain loop, f32 only.  The Indices output is rejected.
+"""
 
-OP_TYPES = ("MaxPool",)
+from __future__ import annotations
 
+from dataclasses import dataclass
 
-def resolve(node, graph):
-    n_inputs(node, 1)
-    if len(node.outputs) > 1 and node.outputs[1]:
-        fail(node, "the Indices output is not supported")
-    check_attrs(node, {"kernel_shape": None, "strides": None, "pads": None, "dilations": None,
-                       "ceil_mode": (0,), "storage_order": (0,),
-                       "auto_pad": ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")})
-    x = activation(node, graph, 0)
-    if len(x.shape) != 4:
-        fail(node, f"only 2-D pooling on [1, C, H, W] is supported, got {list(x.shape)}")
-    ks = tuple(node.attrs.get("kernel_shape", ()))
-    if len(ks) != 2:
-        fail(node, f"kernel_shape={list(ks)} is not supported (2-D only)")
-    if tuple(node.attrs.get("dilations", (1, 1))) != (1, 1):
-        fail(node, "dilations other than 1 are not supported")
-    st = tuple(node.attrs.get("strides", (1, 1)))
-    _, c, h, w = x.shape
-    pt, pl, pb, pr = pads_2d(node, (h, w), ks, st)
-    if max(pt, pb) >= ks[0] or max(pl, pr) >= ks[1]:
-        fail(node, "padding as large as the kernel is not supported")
-    oh = (h + pt + pb - ks[0]) // st[0] + 1
-    ow = (w + pl + pr - ks[1]) // st[1] + 1
-    if oh < 1 or ow < 1:
-        fail(node, "the kernel is larger than the padded input")
-    node.extra["geom"] = dict(C=c, H=h, W=w, KH=ks[0], KW=ks[1], OH=oh, OW=ow,
-                              sh=st[0], sw=st[1], pt=pt, pl=pl)
-    set_out(node, graph, (1, c, oh, ow))
+import numpy as np
+
+from ._common import (
+    activation,
+    attr_str,
+    check_attrs,
+    fail,
+    n_inputs,
+    numel,
+    set_out,
+    strides,
+)
+from .base import Operator
 
 
-def emit(node, ctx):
-    g = node.extra["geom"]
-    args = ", ".join(str(g[k]) for k in ("C", "H", "W", "KH", "KW", "OH", "OW", "sh", "sw", "pt", "pl"))
-    x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
-    kind = "f32" if ctx.dtype == "f32" or ctx.domain(node.inputs[0]) == "f32" else "s8"
-    return [f"nn_maxpool2d_{kind}({x}, {y}, {args});"]
+@dataclass
+class PoolGeom:
+    N: int
+    C: int
+    spatial: tuple       # input spatial dims
+    kernel: tuple
+    strides: tuple
+    dilations: tuple
+    pads: tuple          # padding at the start of each spatial dim
+    out: tuple           # output spatial dims
+    ceil: bool
+
+    @property
+    def kernel_2d(self) -> bool:
+        """The nn_maxpool2d_* kernels apply (one image, 2-D, no dilation, floor mode)."""
+        return (self.N == 1 and len(self.spatial) == 2 and self.dilations == (1, 1) and not self.ceil)
+
+    def args_2d(self) -> str:
+        (h, w), (kh, kw), (oh, ow), (sh, sw), (pt, pl) = self.spatial, self.kernel, self.out, self.strides, self.pads
+        return ", ".join(str(v) for v in (self.C, h, w, kh, kw, oh, ow, sh, sw, pt, pl))
+
+
+def _out_dim(size, k, s, d, pb, pe, ceil):
+    eff = d * (k - 1) + 1
+    span = size + pb + pe - eff
+    if span < 0:
+        return 0
+    o = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (o - 1) * s >= size + pb:     # the last window must start inside the input or the front pad
+        o -= 1
+    return o
+
+
+class MaxPool(Operator):
+    OP_TYPES = ("MaxPool",)
+
+    def resolve(self, node, graph):
+        n_inputs(node, 1)
+        if len(node.outputs) > 1 and node.outputs[1]:
+            fail(node, "the Indices output is not supported")
+        check_attrs(node, {"kernel_shape": None, "strides": None, "pads": None, "dilations": None,
+                           "ceil_mode": (0, 1), "storage_order": (0,),
+                           "auto_pad": ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")})
+        x = activation(node, graph, 0)
+        nd = len(x.shape) - 2
+        ks = tuple(node.attrs.get("kernel_shape", ()))
+        if nd < 1 or len(ks) != nd:
+            fail(node, f"kernel_shape={list(ks)} does not match the input {list(x.shape)}")
+        st = tuple(node.attrs.get("strides", (1,) * nd))
+        dil = tuple(node.attrs.get("dilations", (1,) * nd))
+        if len(st) != nd or len(dil) != nd or min(st + dil) < 1:
+            fail(node, f"strides={list(st)} / dilations={list(dil)} are not supported")
+        ceil = bool(node.attrs.get("ceil_mode", 0))
+        spatial = tuple(x.shape[2:])
+        auto = attr_str(node, "auto_pad", "NOTSET")
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            begin, end, out = [], [], []
+            for d in range(nd):
+                o = -(-spatial[d] // st[d])
+                total = max((o - 1) * st[d] + dil[d] * (ks[d] - 1) + 1 - spatial[d], 0)
+                b = total // 2 if auto == "SAME_UPPER" else total - total // 2
+                begin.append(b)
+                end.append(total - b)
+                out.append(o)
+        else:
+            p = list(node.attrs.get("pads", [0] * 2 * nd)) if auto == "NOTSET" else [0] * 2 * nd
+            if len(p) != 2 * nd or min(p) < 0:
+                fail(node, f"pads={p} is not supported")
+            begin, end = p[:nd], p[nd:]
+            out = [_out_dim(spatial[d], ks[d], st[d], dil[d], begin[d], end[d], ceil) for d in range(nd)]
+        if min(out) < 1:
+            fail(node, "the kernel is larger than the padded input")
+        if any(max(begin[d], end[d]) >= dil[d] * (ks[d] - 1) + 1 for d in range(nd)):
+            fail(node, "padding as large as the kernel is not supported")
+        node.params = PoolGeom(x.shape[0], x.shape[1], spatial, ks, st, dil, tuple(begin), tuple(out), ceil)
+        set_out(node, graph, (x.shape[0], x.shape[1], *out))
+
+    def emit_f32(self, node, ctx):
+        g = node.params
+        x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+        if g.kernel_2d:
+            return [f"nn_maxpool2d_f32({x}, {y}, {g.args_2d()});"]
+        return _loop(g, x, y)
+
+    # ---- int8: codes keep their order, so the max of codes is the code of the max
+    def int8_domain(self, node, graph):
+        from ..passes import alias_root
+
+        return graph.domains[alias_root(graph, node.inputs[0])]
+
+    def quantize(self, node, graph, ranges):
+        from ..passes import alias_root
+
+        src = alias_root(graph, node.inputs[0])
+        if graph.domains[node.outputs[0]] == "q8":
+            graph.qparams[node.outputs[0]] = graph.qparams[src]
+
+    def emit_int8(self, node, ctx):
+        g = node.params
+        if ctx.domain(node.inputs[0]) == "f32":
+            return self.emit_f32(node, ctx)
+        if not g.kernel_2d:
+            fail(node, "with --dtype int8 only 2-D pooling of one image without dilation or ceil_mode")
+        return [f"nn_maxpool2d_s8({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])}, {g.args_2d()});"]
+
+    def reference_int8(self, node, graph, x):
+        g = node.params
+        (h, w), (kh, kw), (oh, ow), (sh, sw), (pt, pl) = g.spatial, g.kernel, g.out, g.strides, g.pads
+        x = x.reshape(len(x), g.C, h, w)
+        pad = np.int8(-128) if x.dtype == np.int8 else np.float32(-np.inf)
+        ph = np.full((len(x), g.C, h + pt + kh + sh * oh, w + pl + kw + sw * ow), pad, x.dtype)
+        ph[:, :, pt:pt + h, pl:pl + w] = x
+        out = None
+        for ky in range(kh):
+            for kx in range(kw):
+                patch = ph[:, :, ky:ky + sh * oh:sh, kx:kx + sw * ow:sw]
+                out = patch if out is None else np.maximum(out, patch)
+        return out
+
+
+def _loop(g: PoolGeom, x: str, y: str) -> list[str]:
+    nd = len(g.spatial)
+    ist, ost = strides(g.spatial), strides(g.out)
+    isz, osz = numel(g.spatial), numel(g.out)
+    lines = ["{", f"    for (int nc = 0; nc < {g.N * g.C}; nc++) {{",
+             f"        const float *xp = {x} + nc * {isz};", f"        float *yp = {y} + nc * {osz};"]
+    ind = "        "
+    for d in range(nd):
+        lines.append(f"{ind}for (int o{d} = 0; o{d} < {g.out[d]}; o{d}++)")
+    lines.append(f"{ind}{{")
+    ind2 = ind + "    "
+    lines.append(f"{ind2}float m = 0.0f; int any = 0;")
+    for d in range(nd):
+        lines.append(f"{ind2}for (int k{d} = 0; k{d} < {g.kernel[d]}; k{d}++) {{")
+        lines.append(f"{ind2}    int i{d} = o{d} * {g.strides[d]} - {g.pads[d]} + k{d} * {g.dilations[d]};")
+        lines.append(f"{ind2}    if (i{d} < 0 || i{d} >= {g.spatial[d]}) continue;")
+        ind2 += "    "
+    src = " + ".join(f"i{d} * {ist[d]}" for d in range(nd))
+    lines.append(f"{ind2}{{ float v = xp[{src}]; if (!any || v > m) {{ m = v; any = 1; }} }}")
+    for d in range(nd):
+        ind2 = ind2[:-4]
+        lines.append(f"{ind2}}}")
+    dst = " + ".join(f"o{d} * {ost[d]}" for d in range(nd))
+    lines += [f"{ind2}yp[{dst}] = m;", f"{ind}}}", "    }", "}"]
+    return lines
+
+
+OPERATORS = (MaxPool,)
