@@ -1,13 +1,24 @@
 """TFLite-Micro style kernel tests: each optimised kernel against its plain
 reference kernel on the same vectors (odd sizes stress the loop tails), and the
-deterministic math against its bit-exact numpy mirror."""
+deterministic math against its bit-exact numpy mirror.
+
+The C kernel tests (firmware/test/test_kernels) run twice: built for the host here, and
+on the emulated Cortex-M4 through `pio test -e qemu_f405_kernel_test` (the DSP assembly
+path only exists there); both must pass and print the same output hashes."""
 
 import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mnist_mcu.native.host import KERNEL_INCLUDE, build_shared, kernel_sources
+from mnist_mcu.paths import FIRMWARE_DIR, ROOT
 from mnist_mcu.native.quantize import expf, logf, pack_pairs, quantize_multiplier, requant_ref, softmax_ref
 
 P = ctypes.c_void_p
@@ -172,3 +183,54 @@ def test_softmax_bit_exact(lib, log):
     z = x.astype(np.float64) - x.max(1, keepdims=True)
     want = z - np.log(np.exp(z).sum(1, keepdims=True))
     np.testing.assert_allclose(y, want if log else np.exp(want), atol=1e-6)
+
+
+KERNEL_TEST_DIR = FIRMWARE_DIR / "test" / "test_kernels"
+KERNEL_TEST_ENV = "qemu_f405_kernel_test"
+LINE_RE = re.compile(r"^(PASS|FAIL) (\S+) (.*)$", re.M)
+EXPECTED_TESTS = {"dense_f32", "dense_s8", "requant", "dequant", "conv_s8", "maxpool_s8", "softmax_expf_logf"}
+
+
+def _results(output):
+    """{test name: (status, hash or failure)} from the kernel tests' output lines."""
+    return {m.group(2): (m.group(1), m.group(3).strip()) for m in LINE_RE.finditer(output)}
+
+
+@pytest.fixture(scope="module")
+def host_results(tmp_path_factory):
+    """The C kernel tests built with the host gcc (portable C path) and run."""
+    exe = tmp_path_factory.mktemp("kt") / "kernel_tests"
+    srcs = [*sorted(KERNEL_TEST_DIR.glob("*.c")), *kernel_sources()]
+    cmd = [os.environ.get("CC", "gcc"), "-std=c99", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+           f"-I{KERNEL_INCLUDE}", f"-I{KERNEL_TEST_DIR}", *map(str, srcs), "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    res = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    return res.returncode, res.stdout
+
+
+def test_c_kernel_tests_pass_on_host(host_results):
+    rc, out = host_results
+    results = _results(out)
+    failed = {k: v[1] for k, v in results.items() if v[0] != "PASS"}
+    assert rc == 0 and not failed, failed or out
+    assert set(results) == EXPECTED_TESTS
+    assert re.search(r"^DONE %d 0$" % len(EXPECTED_TESTS), out, re.M)
+
+
+@pytest.mark.qemu
+def test_c_kernel_tests_pass_on_cortex_m4_with_pio_test(tmp_path, host_results):
+    """`pio test` builds the same tests for the STM32F405 twin (SMLAD/SXTB16 path) and runs
+    them in QEMU; the device's output hashes equal the host's (the same bits)."""
+    if not shutil.which("qemu-system-arm"):
+        pytest.skip("qemu-system-arm is not installed (apt-get install qemu-system-arm)")
+    pio = Path(sys.executable).with_name("pio")
+    env = dict(os.environ, PLATFORMIO_BUILD_DIR=str(tmp_path / "build"))
+    res = subprocess.run([str(pio), "test", "-e", KERNEL_TEST_ENV], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=900)
+    out = res.stdout + res.stderr
+    device = _results(out)
+    failed = {k: v[1] for k, v in device.items() if v[0] != "PASS"}
+    assert res.returncode == 0 and not failed, failed or out[-3000:]
+    assert set(device) == EXPECTED_TESTS, out[-3000:]
+    host = _results(host_results[1])
+    assert {k: v[1] for k, v in device.items()} == {k: v[1] for k, v in host.items()}
