@@ -53,7 +53,7 @@ benchmark: setup
 	$(BIN)/mnist-mcu benchmark
 
 draw: setup
-	$(BIN)/mnist-mcu draw --env qemu_f405_f32
+	$(BIN)/mnist-mcu draw --env qemu_f405_cnn_int8
 
 test: setup
 	$(BIN)/python -m pytest -v $(PYTEST_ARGS)
