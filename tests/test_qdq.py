@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mnist_mcu.errors import UserError
 from mnist_mcu.native import compile_native, qdq
 from mnist_mcu.native.host import HostModel

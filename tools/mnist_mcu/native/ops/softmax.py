@@ -50,9 +50,9 @@ class Softmax(Operator):
         if p.inner == 1:
             return [f"{self.KERNEL}({x}, {y}, {p.outer}, {p.n});"]
         last = "y[j] = (x[j] - m) - lg;" if self.LOG else "y[j] = y[j] / s;"
-        return ["{", f"    for (int o = 0; o < {p.outer}; o++) for (int in = 0; in < {p.inner}; in++) {{",
-                f"        const float *x = {x} + o * {p.n * p.inner} + in;",
-                f"        float *y = {y} + o * {p.n * p.inner} + in;",
+        return ["{", f"    for (int o = 0; o < {p.outer}; o++) for (int q = 0; q < {p.inner}; q++) {{",
+                f"        const float *x = {x} + o * {p.n * p.inner} + q;",
+                f"        float *y = {y} + o * {p.n * p.inner} + q;",
                 "        float m = x[0], s = 0.0f;",
                 f"        for (int j = {p.inner}; j < {p.n * p.inner}; j += {p.inner}) if (x[j] > m) m = x[j];",
                 f"        for (int j = 0; j < {p.n * p.inner}; j += {p.inner}) {{ float e = nn_expf(x[j] - m); "
