@@ -11,7 +11,7 @@ import pytest
 
 from mnist_mcu import firmware
 from mnist_mcu import protocol as P
-from mnist_mcu.evaluate import evaluate, load_test_set
+from mnist_mcu.evaluate import EvalOptions, evaluate, load_test_set
 from mnist_mcu.transport import Device, DeviceErrorReply
 
 pytestmark = pytest.mark.hardware
@@ -26,13 +26,14 @@ def test_board_info(hw):
     assert (info.input_size, info.output_size) == (784, 10)
     assert info.backend == env.backend and info.dtype == env.dtype, \
         f"board runs {info.backend}/{info.dtype}; flash it with `pio run -e {env_name} -t upload`"
-    assert info.tick_hz == info.cpu_hz, "on a board the timer must be the DWT cycle counter"
+    assert info.tick_unit == P.TICK_CYCLES, "on a board the ticks must be CPU cycles (DWT cycle counter)"
 
 
 def test_board_accuracy_and_agreement(hw, mnist_dir, model_path, check_report, tmp_path):
     port, env_name, limit = hw
-    r = evaluate(env_name, "serial", port, limit, tmp_path / f"{env_name}.json", mnist_dir, model_path,
-                 build=False, progress=False)
+    r = evaluate(EvalOptions(env=env_name, target="serial", port=port, limit=limit,
+                             json_path=tmp_path / f"{env_name}.json", data_dir=mnist_dir, model=model_path,
+                             build=False, progress=False))
     check_report(r, limit or 10000)
     print(f"\n{env_name} on {port}: accuracy {r['accuracy']:.4f}, {r['cycles_per_inference']:,.0f} cycles "
           f"({r['ms_per_inference']:.3f} ms) per inference, RAM {r['ram_bytes']} B, flash {r['flash_bytes']} B")
@@ -55,4 +56,4 @@ def test_board_survives_garbage_and_broken_frames(hw, mnist_dir):
         with pytest.raises(DeviceErrorReply) as exc:
             dev.request(0x55)
         assert exc.value.error.code == P.ERR_UNKNOWN_TYPE
-        assert dev.resends == 0 and dev.info().version == 1
+        assert dev.resends == 0 and dev.info().version == P.VERSION

@@ -5,7 +5,6 @@ import struct
 
 import numpy as np
 import pytest
-
 from mnist_mcu import protocol as P
 
 
@@ -36,7 +35,7 @@ def test_crc16_incremental():
     (b"\x11\x22\x33\x44", b"\x05\x11\x22\x33\x44"),
     (b"\x11\x00\x00\x00", b"\x02\x11\x01\x01\x01"),
     (bytes(range(1, 255)), b"\xff" + bytes(range(1, 255))),
-    (bytes(range(0, 255)), b"\x01\xff" + bytes(range(1, 255))),
+    (bytes(range(255)), b"\x01\xff" + bytes(range(1, 255))),
     (bytes(range(1, 256)), b"\xff" + bytes(range(1, 255)) + b"\x02\xff"),
 ])
 def test_cobs_known_vectors(data, encoded):
@@ -189,15 +188,32 @@ def test_zero_run_decode_errors(bad):
 
 # ------------------------------------------------------------------ messages
 
-def _info():
-    return P.Info(1, 784, 10, 168_000_000, 168_000_000, 300_000, 9000, 0, 1500, 8192,
-                  "mlp", "native", "int8", "netduinoplus2")
+def _info(tick_unit=P.TICK_EMULATED):
+    return P.Info(P.VERSION, 784, 10, 168_000_000, 168_000_000, 300_000, 9000, 0, 1500, 8192,
+                  "mlp", "native", "int8", "netduinoplus2", tick_unit)
 
 
-def test_info_round_trip():
-    info = _info()
+@pytest.mark.parametrize("unit", [P.TICK_CYCLES, P.TICK_EMULATED])
+def test_info_round_trip(unit):
+    info = _info(unit)
     assert P.parse_info(P.pack_info(info)) == info
+    assert P.parse_info(P.pack_info(info)).tick_unit == unit
     assert info.ram_bytes == 9000 + 0 + 1500
+
+
+def test_info_of_another_version_is_named_before_parsing():
+    """A version-1 firmware's INFO (no tick_unit byte) must say 'version', not 'too short'."""
+    v1 = bytes([1]) + P.pack_info(_info())[1:-1]
+    with pytest.raises(P.VersionMismatch) as err:
+        P.parse_info(v1)
+    assert err.value.version == 1
+
+
+def test_info_unknown_tick_unit_is_rejected():
+    data = bytearray(P.pack_info(_info()))
+    data[-1] = 9
+    with pytest.raises(P.ProtocolError, match="tick_unit"):
+        P.parse_info(bytes(data))
 
 
 @pytest.mark.parametrize("cut", [1, 10, 34, 36])

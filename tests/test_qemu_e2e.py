@@ -4,9 +4,9 @@ compare with the host model. Quick subsets always; the full 10,000 images are @s
 import json
 
 import pytest
-
 from conftest import QEMU_ENVS
-from mnist_mcu.evaluate import evaluate
+from mnist_mcu import protocol as P
+from mnist_mcu.evaluate import EvalOptions, evaluate
 from mnist_mcu.qemu import Qemu
 
 pytestmark = pytest.mark.qemu
@@ -19,7 +19,7 @@ def test_info_after_boot(build_env, env_name):
     env = build_env(env_name)
     with Qemu(env.elf, env.qemu_machine, timeout=5) as q:
         info = q.info
-        assert info.version == 1
+        assert info.version == P.VERSION and info.tick_unit == P.TICK_EMULATED
         assert (info.input_size, info.output_size) == (784, 10)
         assert info.backend == env.backend and info.dtype == env.dtype
         assert info.tick_hz > 0 and info.cpu_hz > 0
@@ -34,7 +34,8 @@ def test_quick_subset(build_env, env_name, mnist_dir, model_path, check_report, 
     build_env(env_name)
     out = tmp_path / f"{env_name}.json"
     # model None: the env's float model (custom_model_onnx; model/mlp.onnx when absent)
-    r = evaluate(env_name, "qemu", None, QUICK, out, mnist_dir, None, jobs=2, build=False, progress=False)
+    r = evaluate(EvalOptions(env=env_name, target="qemu", limit=QUICK, json_path=out, data_dir=mnist_dir, jobs=2,
+                             build=False, progress=False))
     check_report(r, QUICK)
     on_disk = json.loads(out.read_text())
     assert on_disk["accuracy"] == r["accuracy"] and on_disk["env"] == env_name
@@ -54,8 +55,8 @@ NATIVE_BUDGETS = {
 @pytest.mark.parametrize("env_name", QEMU_ENVS)
 def test_full_test_set(build_env, env_name, mnist_dir, model_path, check_report, tmp_path):
     build_env(env_name)
-    r = evaluate(env_name, "qemu", None, None, tmp_path / "r.json", mnist_dir, None, build=False,
-                 progress=False)
+    r = evaluate(EvalOptions(env=env_name, target="qemu", json_path=tmp_path / "r.json", data_dir=mnist_dir,
+                             build=False, progress=False))
     check_report(r, 10000)
     print(f"\n{env_name}: {r['wall_seconds']:.1f} s wall, {r['images_per_second']:.0f} images/s, "
           f"accuracy {r['accuracy']:.4f}, instructions/inference {r['instructions_per_inference']:,.0f}")
@@ -69,7 +70,6 @@ def test_full_test_set(build_env, env_name, mnist_dir, model_path, check_report,
 
 def test_evaluate_and_benchmark_cli(build_env, mnist_dir, tmp_path):
     from click.testing import CliRunner
-
     from mnist_mcu.cli import cli
 
     build_env("qemu_f405_int8")

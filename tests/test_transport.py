@@ -10,14 +10,19 @@ import time
 
 import numpy as np
 import pytest
-
 from mnist_mcu import protocol as P
 from mnist_mcu.errors import UserError
-from mnist_mcu.transport import (ConnectionLost, Device, DeviceErrorReply, DeviceFault,
-                                 DeviceTimeout, open_serial)
+from mnist_mcu.transport import (
+    ConnectionLost,
+    Device,
+    DeviceErrorReply,
+    DeviceFault,
+    DeviceTimeout,
+    open_serial,
+)
 
-INFO = P.Info(1, 784, 10, 25_000_000, 25_000_000, 100_000, 4000, 100, 800, 4096,
-              "mlp", "native", "f32", "fake")
+INFO = P.Info(P.VERSION, 784, 10, 25_000_000, 25_000_000, 100_000, 4000, 100, 800, 4096,
+              "mlp", "native", "f32", "fake", P.TICK_CYCLES)
 
 
 def fake_outputs(pixels: bytes) -> np.ndarray:
@@ -247,3 +252,29 @@ def test_refused_socket_is_user_error():
     with pytest.raises(UserError) as exc:
         open_serial(f"socket://127.0.0.1:{port}")
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("window", [255, 256, 1000])
+def test_window_beyond_the_sequence_numbers_does_not_hang(fake, window):
+    """Issue 13 item 2: with every seq number in flight the free-seq search never ended."""
+    images = [np.full(784, i % 200, np.uint8) for i in range(300)]
+    with Device(fake.url, timeout=5) as dev:
+        got = dict(dev.infer_many(enumerate(images), window=window))
+    assert sorted(got) == list(range(300))
+    assert all(got[i].cls == int(fake_outputs(bytes(images[i])).argmax()) for i in range(300))
+
+
+@pytest.mark.parametrize("window", [0, -1])
+def test_window_below_one_is_refused(fake, window):
+    with Device(fake.url, timeout=1) as dev, pytest.raises(ValueError, match="window"):
+        list(dev.infer_many(enumerate([np.zeros(784, np.uint8)]), window=window))
+
+
+def test_old_firmware_version_is_one_clear_line(fake, monkeypatch):
+    old = bytes([1]) + P.pack_info(INFO)[1:-1]  # version 1: no tick_unit byte
+    monkeypatch.setattr(P, "pack_info", lambda info: old)
+    with Device(fake.url, timeout=2) as dev, pytest.raises(UserError) as err:
+        dev.info()
+    msg = str(err.value)
+    assert "protocol version 1" in msg and f"speaks {P.VERSION}" in msg and "rebuild" in msg and "\n" not in msg

@@ -20,7 +20,16 @@
 #define DETAIL_MODEL_TOO_BIG 0xFFu
 
 /* Largest reply payloads (docs/protocol.md). */
-#define INFO_MAX (1u + 2u + 2u + 7u * 4u + 4u * (1u + MAX_STR))
+#define INFO_MAX (1u + 2u + 2u + 7u * 4u + 4u * (1u + MAX_STR) + 1u)
+
+/* Boards whose tick counter is the DWT cycle counter (BSP_TICK_DWT, set in the board
+ * JSON) count real cycles; the others are emulated twins whose SysTick runs on QEMU's
+ * virtual clock, which under -icount counts instructions, not cycles. */
+#ifdef BSP_TICK_DWT
+#define APP_TICK_UNIT TICK_CYCLES
+#else
+#define APP_TICK_UNIT TICK_EMULATED
+#endif
 #define INFER_MAX (1u + 1u + 4u * APP_MAX_OUTPUTS + 4u)
 #define REPLY_MAX (INFO_MAX > INFER_MAX ? INFO_MAX : INFER_MAX)
 
@@ -81,6 +90,7 @@ static void handle_info(const frame_t *f)
     put_str(&w, m->backend);
     put_str(&w, m->dtype);
     put_str(&w, bsp_board_name());
+    put_u8(&w, APP_TICK_UNIT);
     link_send(MSG_INFO | MSG_REPLY, f->seq, reply, w.n);
 }
 

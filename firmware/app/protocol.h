@@ -1,8 +1,8 @@
-/* Constants of the serial protocol, version 1 (docs/protocol.md). */
+/* Constants of the serial protocol, version 2 (docs/protocol.md). */
 #ifndef PROTOCOL_H
 #define PROTOCOL_H
 
-#define PROTOCOL_VERSION 1u
+#define PROTOCOL_VERSION 2u  /* 2: INFO ends with tick_unit */
 
 #define BODY_MAX 1024u  /* type + seq + payload + crc */
 #define BODY_OVERHEAD 4u  /* type, seq, crc16 */
@@ -22,6 +22,7 @@ enum err_code {
     ERR_UNKNOWN_TYPE = 4,
     ERR_BAD_PAYLOAD = 5,
     ERR_MODEL = 6,
+    ERR_REPLY_TOO_LONG = 7,  /* the device built a reply over BODY_MAX (detail: its type); a bug */
 };
 
 /* ERROR details (the protocol leaves them free; these help debugging). */
@@ -32,6 +33,12 @@ enum err_detail {
     DETAIL_BAD_ENCODING = 1,     /* ERR_BAD_PAYLOAD: unknown image encoding */
     DETAIL_BAD_IMAGE = 2,        /* ERR_BAD_PAYLOAD: image does not decode to input_size */
     DETAIL_BAD_LENGTH = 3,       /* ERR_BAD_PAYLOAD: payload length wrong for the type */
+};
+
+/* What the INFER reply's ticks count (INFO's last byte). */
+enum tick_unit {
+    TICK_CYCLES = 1,    /* CPU cycles of a real core (DWT cycle counter) */
+    TICK_EMULATED = 2,  /* an emulator's virtual clock (SysTick): instructions under QEMU -icount */
 };
 
 enum image_encoding {

@@ -1,4 +1,4 @@
-"""Serial protocol version 1 (docs/protocol.md): framing, messages, image encodings.
+"""Serial protocol version 2 (docs/protocol.md): framing, messages, image encodings.
 
 wire  := COBS(body) 0x00
 body  := type:u8 seq:u8 payload crc:u16le   (CRC-16/CCITT-FALSE over type, seq, payload)
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-VERSION = 1
+VERSION = 2  # 2: INFO says what its ticks count (tick_unit)
 MAX_BODY = 1024
 
 # Message types
@@ -28,6 +28,12 @@ FAULT = 0x7E
 # Image encodings
 ENC_RAW = 0
 ENC_ZERO_RUN = 1
+ENC_DEFAULT = ENC_ZERO_RUN
+
+# What the INFER reply's ticks count (INFO's tick_unit)
+TICK_CYCLES = 1    # CPU cycles of a real core (DWT cycle counter)
+TICK_EMULATED = 2  # an emulator's virtual clock: under QEMU -icount, proportional to instructions
+TICK_UNIT_NAMES = {TICK_CYCLES: "cpu cycles", TICK_EMULATED: "emulated clock (instructions under -icount)"}
 
 # Error codes
 ERR_BAD_CRC = 1
@@ -36,6 +42,7 @@ ERR_TOO_LONG = 3
 ERR_UNKNOWN_TYPE = 4
 ERR_BAD_PAYLOAD = 5
 ERR_MODEL = 6
+ERR_REPLY_TOO_LONG = 7  # the device built a reply over MAX_BODY (detail: its type): a firmware bug
 ERROR_NAMES = {
     ERR_BAD_CRC: "bad CRC",
     ERR_MALFORMED: "malformed frame",
@@ -43,6 +50,7 @@ ERROR_NAMES = {
     ERR_UNKNOWN_TYPE: "unknown request type",
     ERR_BAD_PAYLOAD: "bad payload",
     ERR_MODEL: "model failed",
+    ERR_REPLY_TOO_LONG: "reply too long (device bug)",
 }
 
 
@@ -312,10 +320,16 @@ class Info:
     backend: str
     dtype: str
     board: str
+    tick_unit: int = TICK_CYCLES
 
     @property
     def ram_bytes(self) -> int:
         return self.static_ram_bytes + self.heap_peak_bytes + self.stack_peak_bytes
+
+    @property
+    def ticks_count(self) -> str:
+        """What the ticks count, in words: "instructions" (emulator) or "cycles" (a real core)."""
+        return "instructions" if self.tick_unit == TICK_EMULATED else "cycles"
 
 
 @dataclass(frozen=True)
@@ -341,9 +355,18 @@ class FaultReport:
     lr: int
     cfsr: int
     hfsr: int
+    # since the stack guard (docs/protocol.md); None in a 16-byte report
+    xpsr: int | None = None
+    ipsr: int | None = None
+    bfar: int | None = None
+    mmfar: int | None = None
+    sp: int | None = None
 
-    def describe(self) -> str:
-        return f"pc={self.pc:#010x} lr={self.lr:#010x} cfsr={self.cfsr:#010x} hfsr={self.hfsr:#010x}"
+    def describe(self, elf=None) -> str:
+        """One line naming the fault and where it happened (symbolised if elf is given)."""
+        from .fault_decode import explain
+
+        return explain(self, elf)
 
 
 _INFO_HEAD = struct.Struct("<BHHIIIIIII")
@@ -365,10 +388,21 @@ def pack_info(info: Info) -> bytes:
     for s in (info.model, info.backend, info.dtype, info.board):
         b = s.encode()
         out += bytes((len(b),)) + b
+    out.append(info.tick_unit)
     return bytes(out)
 
 
+class VersionMismatch(ProtocolError):
+    def __init__(self, version: int):
+        super().__init__(f"protocol version {version}, expected {VERSION}")
+        self.version = version
+
+
 def parse_info(payload: bytes) -> Info:
+    """INFO reply payload -> Info. The version byte comes first and is checked before the rest,
+    so a host can say which side to update."""
+    if payload and payload[0] != VERSION:
+        raise VersionMismatch(payload[0])
     if len(payload) < _INFO_HEAD.size:
         raise ProtocolError(f"INFO reply of {len(payload)} bytes is too short")
     head = _INFO_HEAD.unpack_from(payload)
@@ -383,9 +417,15 @@ def parse_info(payload: bytes) -> Info:
             raise ProtocolError("INFO reply: string runs past the end")
         strings.append(payload[pos:pos + n].decode("utf-8", "replace"))
         pos += n
+    if pos >= len(payload):
+        raise ProtocolError("INFO reply: missing tick_unit")
+    unit = payload[pos]
+    pos += 1
     if pos != len(payload):
         raise ProtocolError(f"INFO reply: {len(payload) - pos} trailing bytes")
-    return Info(*head, *strings)
+    if unit not in TICK_UNIT_NAMES:
+        raise ProtocolError(f"INFO reply: unknown tick_unit {unit}")
+    return Info(*head, *strings, tick_unit=unit)
 
 
 def pack_infer_reply(cls: int, outputs, ticks: int) -> bytes:
@@ -414,14 +454,23 @@ def parse_error(payload: bytes) -> ErrorReply:
     return ErrorReply(payload[0], payload[1])
 
 
-def pack_fault(pc: int, lr: int, cfsr: int, hfsr: int) -> bytes:
-    return struct.pack("<IIII", pc, lr, cfsr, hfsr)
+_FAULT_FIELDS = ("pc", "lr", "xpsr", "ipsr", "cfsr", "hfsr", "bfar", "mmfar", "sp")  # wire order
+
+
+def pack_fault(pc: int, lr: int, cfsr: int, hfsr: int, xpsr: int | None = None, ipsr: int = 0, bfar: int = 0,
+               mmfar: int = 0, sp: int = 0) -> bytes:
+    """FAULT payload: 9 words, or the older 4 (pc lr cfsr hfsr) when xpsr is None."""
+    if xpsr is None:
+        return struct.pack("<IIII", pc, lr, cfsr, hfsr)
+    return struct.pack("<9I", pc, lr, xpsr, ipsr, cfsr, hfsr, bfar, mmfar, sp)
 
 
 def parse_fault(payload: bytes) -> FaultReport:
-    if len(payload) != 16:
-        raise ProtocolError(f"FAULT report of {len(payload)} bytes (expected 16)")
-    return FaultReport(*struct.unpack("<IIII", payload))
+    if len(payload) == 16:
+        return FaultReport(*struct.unpack("<IIII", payload))
+    if len(payload) != 4 * len(_FAULT_FIELDS):
+        raise ProtocolError(f"FAULT report of {len(payload)} bytes (expected {4 * len(_FAULT_FIELDS)} or 16)")
+    return FaultReport(**dict(zip(_FAULT_FIELDS, struct.unpack("<9I", payload))))
 
 
 def ticks_to_instructions(ticks, tick_hz: int, shift: int = 0):

@@ -31,14 +31,21 @@ _live: set = set()
 _live_lock = threading.Lock()
 
 
-def _stop_all():
+def stop_everything() -> int:
+    """Stop every QEMU this process started that still runs; returns how many."""
     with _live_lock:
-        procs = list(_live)
+        procs = [p for p in _live if p.poll() is None]
     for proc in procs:
         _kill(proc)
+    return len(procs)
 
 
-atexit.register(_stop_all)
+def live_count() -> int:
+    with _live_lock:
+        return sum(1 for p in _live if p.poll() is None)
+
+
+atexit.register(stop_everything)
 
 
 def _kill(proc: subprocess.Popen, grace: float = 1.0):
@@ -165,6 +172,7 @@ class Qemu:
             try:
                 self.device = Device(url, timeout=self.timeout, retries=self.retries, name=self.name,
                                      diagnose=self.diagnose)
+                self.device.elf = self.elf  # FAULT reports name the function (addr2line)
                 return
             except UserError as exc:
                 if time.monotonic() > deadline:
@@ -173,6 +181,16 @@ class Qemu:
                     raise UserError(f"{self.name}: cannot connect to QEMU's UART at {url} within 10 s: "
                                     f"{_one_line(err) or exc}") from None
                 time.sleep(0.02)
+
+    def cpu_seconds(self) -> float | None:
+        """Host CPU time (user + system) QEMU has used so far, from /proc (Linux)."""
+        if self.proc is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
 
     def stop(self):
         if self.device is not None:

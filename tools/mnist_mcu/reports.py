@@ -30,41 +30,99 @@ def _plt():
 
 
 def plot_confusion(cm: np.ndarray, path: Path, title: str):
+    """Counts on a log colour scale with the diagonal masked (grey), so every error cell shows;
+    the per-class recall is written beside each row."""
+    from matplotlib.colors import LogNorm
+
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.2, 5.4), dpi=110)
-    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     n = cm.shape[0]
+    fig, ax = plt.subplots(figsize=(7.0, 5.6), dpi=110)
+    off = np.ma.masked_where(np.eye(n, dtype=bool) | (cm == 0), cm.astype(float))
+    ax.imshow(np.where(np.eye(n, dtype=bool), 1.0, np.nan), cmap="Greys", vmin=0, vmax=4)
+    vmax = max(float(off.max()) if off.count() else 1.0, 2.0)
+    im = ax.imshow(off, cmap="Reds", norm=LogNorm(vmin=1, vmax=vmax))
     for i in range(n):
         for j in range(n):
             if cm[i, j]:
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                        color="white" if i != j and cm[i, j] > vmax ** 0.6 else "black")
+    recall = np.diag(cm) / np.maximum(cm.sum(axis=1), 1)
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
+    ax.set_yticklabels([f"{i}  ({recall[i]:.1%})" for i in range(n)], fontsize=8)
     ax.set_xlabel("predicted on device")
-    ax.set_ylabel("true label")
+    ax.set_ylabel("true label (recall)")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="errors (count, log scale; diagonal grey)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def plot_misclassified(images, labels, predicted, indices, path: Path, title: str, max_items: int = 32):
+def _softmaxish(row: np.ndarray) -> np.ndarray:
+    """Outputs as probabilities: as they are when they already sum to 1, else softmax."""
+    row = np.asarray(row, np.float64)
+    if np.all(row >= 0) and abs(row.sum() - 1) < 1e-3:
+        return row
+    e = np.exp(row - np.nanmax(row))
+    return e / e.sum()
+
+
+def plot_misclassified(images, labels, predicted, indices, path: Path, title: str, max_items: int = 32,
+                       device_out=None, host_out=None, host_name: str = "host"):
+    """Images the device got wrong or where device and host disagree (red frame), each with
+    the device's and the host's class and probability."""
     plt = _plt()
-    idx = list(indices)[:max_items]
+    idx = list(indices)
+    if host_out is not None:  # disagreements first: they are the ones to look at
+        host_cls = np.asarray(host_out).argmax(axis=1)
+        idx.sort(key=lambda i: predicted[i] == host_cls[i])
+    idx = idx[:max_items]
     cols = 8
     rows = max(1, (len(idx) + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3 + 0.5), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.25, rows * 1.6 + 0.6), dpi=110, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), idx):
         ax.imshow(np.asarray(images[i]).reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(f"#{i}: {labels[i]}→{predicted[i]}", fontsize=7)
+        text = f"#{i}: true {labels[i]}\ndev {predicted[i]}"
+        if device_out is not None:
+            text += f" {_softmaxish(device_out[i])[predicted[i]]:.2f}"
+        if host_out is not None:
+            h = int(np.argmax(host_out[i]))
+            text += f" | host {h} {_softmaxish(host_out[i])[h]:.2f}"
+            if h != predicted[i]:
+                ax.axis("on")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("red")
+                    spine.set_linewidth(2)
+        ax.set_title(text, fontsize=6)
     if not idx:
         axes[0, 0].text(0, 0.5, "no misclassified images", fontsize=9)
-    fig.suptitle(title, fontsize=9)
+    note = f" (red frame: device and {host_name} disagree)" if host_out is not None else ""
+    fig.suptitle(title + note, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_ticks(ticks, info, report: dict, path: Path, title: str):
+    """Histogram of instructions (emulator) or cycles (board) per inference."""
+    plt = _plt()
+    t = np.asarray(ticks, np.float64)
+    if "instructions_per_inference" in report:
+        from .protocol import ticks_to_instructions
+
+        values, unit = ticks_to_instructions(t, info.tick_hz, report.get("icount_shift", 0)), "instructions"
+    else:
+        values, unit = t, "CPU cycles"
+    fig, ax = plt.subplots(figsize=(6.2, 3.4), dpi=110)
+    ax.hist(values, bins=60, color="#4878a8")
+    ax.set_xlabel(f"{unit} per inference")
+    ax.set_ylabel("images")
+    ax.set_title(title, fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -15,12 +15,15 @@ import select
 import socket
 import time
 from collections import deque
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import serial
 
 from . import protocol as P
 from .errors import UserError
+
+# Sequence numbers 1..255 (0 is the device's "frame unreadable"): the most requests in flight.
+MAX_IN_FLIGHT = 255
 
 # Errors that mean "your frame arrived damaged": worth sending again.
 TRANSIENT_ERRORS = (P.ERR_BAD_CRC, P.ERR_MALFORMED, P.ERR_TOO_LONG)
@@ -67,7 +70,7 @@ def open_serial(url: str, baudrate: int = 115200, timeout: float = 0.05):
 class Device:
     """Client for the firmware's protocol. Use as a context manager or call close()."""
 
-    def __init__(self, port, timeout: float = 5.0, retries: int = 2, encoding: int = P.ENC_ZERO_RUN,
+    def __init__(self, port, timeout: float = 5.0, retries: int = 2, encoding: int = P.ENC_DEFAULT,
                  baudrate: int = 115200, name: str | None = None,
                  diagnose: Callable[[], str | None] | None = None):
         if isinstance(port, str):
@@ -81,6 +84,7 @@ class Device:
         self.retries = retries
         self.encoding = encoding
         self.diagnose = diagnose  # returns extra context (e.g. QEMU's stderr) for error messages
+        self.elf = None  # path of the firmware ELF, if known: FAULT reports are symbolised against it
         self._decoder = P.FrameDecoder()
         self._inbox: deque = deque()
         self._seq = 0
@@ -89,6 +93,7 @@ class Device:
         self.bad_frames = 0  # frames from the device that failed to decode
         self.resends = 0
         self.bytes_sent = 0
+        self.bytes_received = 0
         self._sock = getattr(self.ser, "_socket", None)  # socket:// fast path
         if self._sock is not None:
             # small frames both ways: without TCP_NODELAY, Nagle + delayed ACK stall each reply ~40 ms
@@ -145,9 +150,11 @@ class Device:
                 data = self._sock.recv(65536)
                 if not data:
                     raise serial.SerialException("socket disconnected")
-                return data
-            n = self.ser.in_waiting
-            return self.ser.read(n if n else 1)
+            else:
+                n = self.ser.in_waiting
+                data = self.ser.read(n if n else 1)
+            self.bytes_received += len(data)
+            return data
         except (serial.SerialException, OSError) as exc:
             raise ConnectionLost(f"{self.name}: connection to the device lost ({exc}){self._context()}") from None
 
@@ -176,7 +183,7 @@ class Device:
         if frame.type == P.FAULT:
             try:
                 fault = P.parse_fault(frame.payload)
-                text = fault.describe()
+                text = fault.describe(self.elf)
             except P.ProtocolError:
                 fault, text = None, frame.payload.hex()
             raise DeviceFault(f"{self.name}: the device crashed (FAULT {text}){self._context()}", fault)
@@ -216,8 +223,12 @@ class Device:
     def _run_requests(self, requests: Iterator, window: int = 1, timeout: float | None = None):
         """Pipeline requests (key, type, payload); yield (key, reply Frame) as replies come.
 
-        At most `window` requests are in flight. Order of yields follows replies.
+        At most `window` requests are in flight (1..255: one per free sequence number).
+        Order of yields follows replies.
         """
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        window = min(window, MAX_IN_FLIGHT)  # more would leave no free sequence number
         timeout = self.timeout if timeout is None else timeout
         pending: dict[int, list] = {}  # seq -> [key, type, wire, attempts, deadline]
         exhausted = False
@@ -288,11 +299,12 @@ class Device:
         frame = self.request(P.INFO, b"", timeout=timeout)
         try:
             info = P.parse_info(frame.payload)
+        except P.VersionMismatch as exc:
+            side = "rebuild and flash the firmware" if exc.version < P.VERSION else "update the host tools"
+            raise DeviceError(f"{self.name}: the firmware speaks protocol version {exc.version}, "
+                              f"this host speaks {P.VERSION}; {side}") from None
         except P.ProtocolError as exc:
             raise DeviceError(f"{self.name}: unreadable INFO reply: {exc}") from None
-        if info.version != P.VERSION:
-            raise DeviceError(f"{self.name}: the firmware speaks protocol version {info.version}, "
-                              f"this host speaks {P.VERSION}; rebuild the firmware or update the host tools")
         self.info_cache = info
         return info
 
@@ -347,6 +359,6 @@ class Device:
                 wait = min(wait * 2, attempt_timeout)
         finally:
             self.retries = retries
-        self.resends = self.bytes_sent = self.stray_replies = self.bad_frames = 0
+        self.resends = self.bytes_sent = self.bytes_received = self.stray_replies = self.bad_frames = 0
         self.stray_errors.clear()
         return info

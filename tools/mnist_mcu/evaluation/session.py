@@ -1,0 +1,209 @@
+"""Device sessions: stream images to one or more devices in parallel and collect the answers.
+
+Every device (a QEMU instance or a serial URL) takes images from one shared queue, so a
+slow device simply answers fewer of them (sharding by demand, not by fixed slices).
+
+    run = stream_to_ports(["socket://127.0.0.1:4444", "/dev/ttyACM0"], pixels, StreamOptions())
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import protocol as P
+from ..errors import UserError
+from .progress import Progress
+
+DEFAULT_JOBS = 2
+DEFAULT_WINDOW_QEMU = 2
+DEFAULT_WINDOW_SERIAL = 1
+
+
+@dataclass
+class StreamOptions:
+    window: int = DEFAULT_WINDOW_SERIAL  # requests in flight per device
+    timeout: float = 5.0                 # seconds to wait for each reply
+    progress: bool | None = None         # None: a bar on a terminal, periodic lines otherwise
+    encoding: int = P.ENC_DEFAULT        # image encoding on the wire
+    desc: str = ""                       # progress label
+
+
+@dataclass
+class DeviceRun:
+    """Results of streaming images through one or more devices."""
+
+    n: int
+    classes: np.ndarray = field(init=False)
+    outputs: np.ndarray = field(init=False)
+    ticks: np.ndarray = field(init=False)
+    counts: np.ndarray = field(init=False)
+    infos_before: list = field(default_factory=list)
+    infos_after: list = field(default_factory=list)
+    wall_seconds: float = 0.0
+    stream_seconds: float = 0.0
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    resends: int = 0
+    stray_errors: int = 0
+    instances: int = 0
+    device_cpu_seconds: float | None = None  # host CPU time of the emulators (QEMU only)
+
+    def __post_init__(self):
+        self.classes = np.full(self.n, -1, dtype=np.int64)
+        self.outputs = np.full((self.n, 10), np.nan, dtype=np.float32)
+        self.ticks = np.zeros(self.n, dtype=np.int64)
+        self.counts = np.zeros(self.n, dtype=np.int64)
+
+    @property
+    def info(self) -> P.Info:
+        return self.infos_after[0] if self.infos_after else self.infos_before[0]
+
+    def store(self, idx: int, res: P.InferResult):
+        self.counts[idx] += 1
+        if self.counts[idx] == 1:
+            self.classes[idx] = res.cls
+            if len(res.outputs) != self.outputs.shape[1]:  # a model with other than 10 outputs
+                self.outputs = _resize(self.outputs, len(res.outputs))
+            self.outputs[idx] = res.outputs
+            self.ticks[idx] = res.ticks
+
+    def check_complete(self):
+        missing = np.flatnonzero(self.counts == 0)
+        dup = np.flatnonzero(self.counts > 1)
+        if len(missing) or len(dup):
+            raise UserError(f"device run incomplete: {len(missing)} images unanswered, {len(dup)} answered twice")
+
+
+def _resize(arr, cols):
+    out = np.full((arr.shape[0], cols), np.nan, dtype=arr.dtype)
+    k = min(cols, arr.shape[1])
+    out[:, :k] = arr[:, :k]
+    return out
+
+
+class _Work:
+    """Thread-safe shared queue of (index, pixels); a failure anywhere stops everyone."""
+
+    def __init__(self, pixels):
+        self.pixels = pixels
+        self.next = 0
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def items(self):
+        while not self.stop.is_set():
+            with self.lock:
+                i = self.next
+                if i >= len(self.pixels):
+                    return
+                self.next += 1
+            yield i, self.pixels[i]
+
+
+def stream(devices, pixels, options: StreamOptions) -> DeviceRun:
+    """Stream all images over the given connected `Device`s in parallel (one thread each)."""
+    run = DeviceRun(len(pixels))
+    work = _Work(pixels)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    bar = Progress(len(pixels), options.desc, options.progress)
+
+    def worker(dev):
+        try:
+            for idx, res in dev.infer_many(work.items(), window=options.window, timeout=options.timeout,
+                                           encoding=options.encoding):
+                with lock:
+                    run.store(idx, res)
+                bar.update(1)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            work.stop.set()
+            errors.append(exc)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except BaseException:  # Ctrl-C or SIGTERM: stop the workers before the devices close
+        work.stop.set()
+        raise
+    finally:
+        bar.close()
+    run.stream_seconds = time.monotonic() - t0
+    if errors:
+        raise errors[0]
+    for d in devices:
+        run.bytes_sent += d.bytes_sent
+        run.bytes_received += d.bytes_received
+        run.resends += d.resends
+        run.stray_errors += len(d.stray_errors)
+    run.check_complete()
+    return run
+
+
+def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: StreamOptions | None = None) -> DeviceRun:
+    """Boot `jobs` QEMU instances of `elf` and stream the images through all of them."""
+    from ..qemu import Qemu, start_all, stop_all
+
+    options = options or StreamOptions(window=DEFAULT_WINDOW_QEMU)
+    jobs = max(1, min(jobs, len(pixels)))
+    t0 = time.monotonic()
+    instances = [Qemu(elf, machine, timeout=options.timeout, name=f"qemu {machine} #{i}") for i in range(jobs)]
+    try:
+        start_all(instances)
+        devices = [q.device for q in instances]
+        cpu0 = [q.cpu_seconds() for q in instances]
+        opts = StreamOptions(**{**options.__dict__, "desc": options.desc or f"{machine} x{jobs}"})
+        run = stream(devices, pixels, opts)
+        run.infos_before = [q.info for q in instances]
+        run.infos_after = [d.info() for d in devices]
+        cpu = [q.cpu_seconds() for q in instances]
+        if None not in cpu and None not in cpu0:
+            run.device_cpu_seconds = sum(cpu) - sum(cpu0)
+        run.instances = jobs
+    finally:
+        stop_all(instances)
+    run.wall_seconds = time.monotonic() - t0
+    return run
+
+
+def stream_to_ports(urls: list[str], pixels, options: StreamOptions | None = None) -> DeviceRun:
+    """Stream the images to every serial URL in parallel (one shared queue: sharding).
+
+    Each URL is a pyserial URL or port (/dev/ttyACM0, socket://HOST:PORT, rfc2217://HOST:PORT)
+    of a device running the same firmware."""
+    from ..transport import Device
+
+    if not urls:
+        raise UserError("no serial port given")
+    options = options or StreamOptions()
+    t0 = time.monotonic()
+    devices: list = []
+    try:
+        for url in urls:
+            devices.append(Device(url, timeout=options.timeout))
+        infos = []
+        for dev in devices:
+            dev.reset_input()
+            infos.append(dev.wait_ready(total=max(5.0, options.timeout)))
+        opts = StreamOptions(**{**options.__dict__, "desc": options.desc or ", ".join(urls)})
+        run = stream(devices, pixels, opts)
+        run.infos_before = infos
+        run.infos_after = [d.info() for d in devices]
+        run.instances = len(devices)
+    finally:
+        for dev in devices:
+            dev.close()
+    run.wall_seconds = time.monotonic() - t0
+    return run
+
+
+def run_serial(port: str, pixels, options: StreamOptions | None = None) -> DeviceRun:
+    return stream_to_ports([port], pixels, options)
