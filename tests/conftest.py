@@ -6,11 +6,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from mnist_mcu.paths import ROOT
 
 # qemu_f405_cnn_int8: the CNN (Conv/MaxPool) path; its full run is ~55 s, so it is in the full-set tests too
 QEMU_ENVS = ["qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8", "qemu_f405_cnn_int8"]
+EMULATED_BOARDS = ("mps2_an386", "netduinoplus2")  # their ticks count emulated instructions
+
+
+def _has_qdq() -> bool:
+    from mnist_mcu.evaluation.reference import qdq_module
+
+    return qdq_module() is not None
 
 
 def pytest_configure(config):
@@ -78,25 +84,36 @@ def check_report():
         for key in ("env", "board", "backend", "dtype", "images", "accuracy", "host_accuracy", "agreement",
                     "max_abs_diff", "wall_seconds", "images_per_second", "flash_bytes", "ram_bytes"):
             assert key in r, key
-        assert r["ram_bytes"] == r["static_ram_bytes"] + r["heap_peak_bytes"] + r["stack_peak_bytes"]
-        assert r["flash_bytes"] > 0 and r["static_ram_bytes"] > 0 and r["stack_peak_bytes"] > 0
+        # memory the device reports (linker symbols) vs the ELF's sections, read by another tool
+        # (arm-none-eabi-size): the flash span may exceed the section sum only by alignment gaps
+        if r.get("elf_flash_bytes") is not None:
+            assert 0 <= r["flash_bytes"] - r["elf_flash_bytes"] < 512, (r["flash_bytes"], r["elf_flash_bytes"])
+            assert r["static_ram_bytes"] == r["elf_static_ram_bytes"]
+        assert 0 < r["stack_peak_bytes"] < r["stack_size_bytes"], "stack peak not measured or stack overflowed"
         assert r["class_vs_argmax_mismatch"] == 0
-        assert 0 <= r["mae"] <= r["rmse"] <= r["max_abs_diff"] and r["l2r"] >= 0 and r["cosine"] > 0.999
         if r["dtype"] == "int8":
             assert r["agreement"] == 1.0, r["disagreements"]
-            assert r["max_abs_diff"] == 0.0
+            assert r["max_abs_diff"] == 0.0 and r["rmse"] == 0.0
             assert abs(r["accuracy"] - r["float_accuracy"]) <= 0.003
-            assert "float_agreement" in r
+            # int8 moves the outputs a little away from the float model's, not a lot
+            assert 0 < r["float_l2r"] < 0.05 and r["float_cosine"] > 0.999, (r["float_l2r"], r["float_cosine"])
+            assert r["float_agreement"] >= 0.995
+            if r["backend"] == "native" and _has_qdq():
+                assert r["ort_int8_agreement"] >= 0.999 and r["ort_int8_max_lsb"] <= 1, \
+                    (r["ort_int8_agreement"], r["ort_int8_max_lsb"])
         else:
             assert abs(r["accuracy"] - r["host_accuracy"]) <= 0.0001
             assert r["agreement"] >= 0.9999, r["disagreements"]
-            assert r["max_abs_diff"] <= 1e-4
-        if r["target"] == "qemu":
-            assert r["instructions_per_inference"] > 1000
-            assert r["instructions_per_inference_max"] >= r["instructions_per_inference"]
+            # f32 on the device vs onnxruntime: rounding-level differences only
+            assert r["max_abs_diff"] <= 1e-4 and r["l2r"] < 1e-5 and r["cosine"] > 0.999999, \
+                (r["max_abs_diff"], r["l2r"], r["cosine"])
+        # ticks in the unit the firmware declares: instructions under an emulator, never "cycles"
+        if r["board"] in EMULATED_BOARDS:
+            assert r["tick_unit"] == "emulated instructions" and "cycles_per_inference" not in r
+            assert r["instructions_per_inference_min"] > 1000
         else:
-            assert r["cycles_per_inference"] > 1000
-            assert r["cycles_per_inference_max"] >= r["cycles_per_inference"]
+            assert r["tick_unit"] == "cpu cycles" and "instructions_per_inference" not in r
+            assert r["cycles_per_inference_min"] > 1000 and r["us_per_inference"] > 0
 
     return check
 
