@@ -87,11 +87,11 @@ def compile_native(onnx_path, out_dir, dtype="f32", data_dir=None, calib_images=
     files, stats = emit_model(g, dtype, _command(onnx_path, out_dir, dtype, calib_images))
     files["model.json"] = model_json(g, dtype, onnx_path)
     outdir.write(out_dir, files)  # temp sibling, then swapped in; never replaces foreign files
-    compile_native.last_stats = stats
+    compile_native.last_stats = stats  # type: ignore[attr-defined]
     return out_dir
 
 
-compile_native.last_stats = None
+compile_native.last_stats = None  # type: ignore[attr-defined]
 
 
 def compile_graph(onnx_model, entry="graph_run", command="compile_graph"):

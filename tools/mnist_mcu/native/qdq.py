@@ -58,7 +58,7 @@ def _per_channel(c: np.ndarray, n: int, conv: bool) -> np.ndarray:
     c = np.asarray(c, np.float64)
     if conv:
         c = c.reshape((1,) * (4 - c.ndim) + c.shape)
-        return np.broadcast_to(c[0, :, 0, 0], (n,)).copy() if c.shape[1] in (1, n) else None
+        return np.broadcast_to(c[0, :, 0, 0], (n,)).copy()
     return np.broadcast_to(c.reshape(-1) if c.size in (1, n) else c, (n,)).copy()
 
 
@@ -219,7 +219,7 @@ def qdq_model(model_dir: Path):
 
 def ort_int8_outputs(model_dir: Path, pixels: np.ndarray) -> np.ndarray:
     """onnxruntime's int8 output codes of the QDQ graph: pixels uint8 [N, 784] -> int32 [N, out]."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # type: ignore[import-untyped]
 
     model = qdq_model(model_dir)
     opts = ort.SessionOptions()

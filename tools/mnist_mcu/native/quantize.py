@@ -53,7 +53,7 @@ def assign_domains(graph):
 def calibrate(onnx_path, names, images_norm, batch=500):
     """min/max of the named ONNX tensors over images_norm [N,1,28,28] float32."""
     import onnx
-    import onnxruntime as ort
+    import onnxruntime as ort  # type: ignore[import-untyped]
 
     model = onnx.load(str(onnx_path))
     existing = {o.name for o in model.graph.output}

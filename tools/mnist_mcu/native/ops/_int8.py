@@ -80,8 +80,10 @@ class LayerQ:
     def epilogue_ref(self, acc: np.ndarray) -> np.ndarray:
         """acc int64 [N, channels, inner] -> int8 codes or float."""
         if self.output == "f32":
+            assert self.dq_scale is not None
             a = np.maximum(acc, 0) if self.relu else acc
             return (a.astype(np.float32) * self.dq_scale.astype(np.float32)[None, :, None]).astype(np.float32)
+        assert self.mult is not None and self.shift is not None
         return requant_ref(acc, self.mult.astype(np.int64)[None, :, None], self.shift.astype(np.int64)[None, :, None],
                            self.zy, self.lo, self.hi)
 
