@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mnist_mcu import data
 from mnist_mcu.errors import UserError
 
@@ -19,9 +18,79 @@ def test_loads_real_test_split():
 
 
 def test_idx_reader_matches_torchvision():
-    tv_images, tv_labels = data.load_mnist("test", MNIST)
-    raw_images, raw_labels = data._load_raw(Path(MNIST), "test")
-    assert np.array_equal(tv_images, raw_images) and np.array_equal(tv_labels, raw_labels)
+    tvm = pytest.importorskip("torchvision.datasets")
+    ds = tvm.MNIST(root=MNIST, train=False, download=False)
+    images, labels = data.load_mnist("test", MNIST)
+    assert np.array_equal(ds.data.numpy(), images) and np.array_equal(ds.targets.numpy(), labels)
+
+
+def test_evaluate_path_does_not_import_torchvision():
+    """Reading MNIST for evaluate must not pay torchvision's import (seconds under load)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mnist_mcu.evaluation.reference import load_test_set; load_test_set(None, 10); "
+            "print('torchvision' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MNIST_DIR": MNIST}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False"]
+
+
+def _idx(dims, body=None):
+    head = bytes((0, 0, 8, len(dims))) + b"".join(d.to_bytes(4, "big") for d in dims)
+    return head + (bytes(int(np.prod(dims))) if body is None else body)
+
+
+GOOD_LABELS = _idx([3], bytes([1, 2, 3]))
+GOOD_IMAGES = _idx([3, 28, 28])
+
+
+def _gz(data):
+    import gzip
+
+    return gzip.compress(data)
+
+
+@pytest.mark.parametrize("name,images", [
+    ("truncated", GOOD_IMAGES[:-100]),
+    ("bad magic", b"\x00\x00\x0d\x03" + GOOD_IMAGES[4:]),
+    ("huge dimensions", _idx([2**31, 2**31, 2**31], b"\x01" * 100)),
+    ("empty file", b""),
+    ("header cut short", GOOD_IMAGES[:9]),
+    ("broken gz", _gz(GOOD_IMAGES)[:-30]),
+    ("not gz at all", b"plain bytes"),
+])
+def test_corrupt_file_is_reported_as_corrupt_not_missing(tmp_path, name, images, monkeypatch):
+    """Issue 13 item 5: with torchvision installed these all said 'not found ... could not be
+    downloaded'. Through the public load_mnist, so torchvision's path is exercised too."""
+    try:  # no network here: make sure a download attempt would fail fast instead of hanging
+        import torchvision.datasets.mnist as tvm
+        monkeypatch.setattr(tvm.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    except ImportError:
+        pass
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    gz = name.endswith("gz") or name == "not gz at all"
+    (raw / ("t10k-images-idx3-ubyte" + (".gz" if gz else ""))).write_bytes(images)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(GOOD_LABELS)
+    with pytest.raises(UserError) as err:
+        data.load_mnist("test", tmp_path)
+    msg = str(err.value)
+    assert "corrupt" in msg and "t10k-images-idx3-ubyte" in msg and "not found" not in msg and "\n" not in msg
+    assert sorted(p.name for p in raw.iterdir()) == sorted(p.name for p in raw.iterdir() if p.is_file())
+
+
+def test_labels_that_do_not_match_the_images_are_corrupt(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-images-idx3-ubyte").write_bytes(GOOD_IMAGES)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(_idx([2], bytes([1, 2])))
+    with pytest.raises(UserError, match="corrupt"):
+        data.load_mnist("test", tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(_idx([3], bytes([1, 2, 12])))
+    with pytest.raises(UserError, match="outside 0..9"):
+        data.load_mnist("test", tmp_path)
 
 
 def test_data_dir_from_environment(monkeypatch):
@@ -36,9 +105,9 @@ def test_missing_data_is_one_clear_line(tmp_path, loader, monkeypatch):
         # no network here: make sure a download attempt fails fast instead of hanging
         import torchvision.datasets.mnist as tvm
         monkeypatch.setattr(tvm.MNIST, "mirrors", ["http://127.0.0.1:9/"])
-        call = lambda: data.load_mnist("test", tmp_path)  # noqa: E731
+        call = lambda: data.load_mnist("test", tmp_path)
     else:
-        call = lambda: data._load_raw(tmp_path, "test")  # noqa: E731
+        call = lambda: data._load_raw(tmp_path, "test")
     with pytest.raises(UserError) as err:
         call()
     msg = str(err.value)

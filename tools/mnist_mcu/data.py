@@ -1,13 +1,16 @@
 """MNIST loading. The data directory comes from --data-dir or $MNIST_DIR.
 
-torchvision's MNIST is used when PyTorch is installed (it also downloads when the
-network allows); without PyTorch the same raw IDX files are read directly, so
-compiling and evaluating firmware never needs PyTorch.
+The IDX files (plain or .gz, torchvision's layout <root>/MNIST/raw/) are always read
+directly: a raw read takes milliseconds, importing torchvision takes seconds. torchvision
+is used only to download missing files when it is installed and the network allows.
+A file that is there but unreadable is reported as corrupt, never as missing.
 """
 
 import gzip
+import math
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,42 +44,76 @@ def _missing_error(root, split):
     )
 
 
+def _corrupt(path, why):
+    return UserError(f"{path} is truncated or corrupt ({why}); replace it with the original MNIST file")
+
+
 def _read_idx(path):
     """One IDX file (optionally gzip-compressed, as torchvision downloads them) -> uint8 array."""
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 8:
-        raise UserError(f"{path} is not an IDX file of unsigned bytes; replace it with the original MNIST file")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise UserError(f"{path} is truncated or corrupt ({body.size} bytes for shape {dims}); replace it")
-    return body.reshape(dims)
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            raise _corrupt(path, f"broken gzip data: {exc}") from None
+    if not raw:
+        raise _corrupt(path, "empty file")
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8 or not 1 <= raw[3] <= 4:
+        raise _corrupt(path, f"not an IDX file of unsigned bytes: header {raw[:4].hex() or 'missing'}")
+    ndim = raw[3]
+    head = 4 + 4 * ndim
+    if len(raw) < head:
+        raise _corrupt(path, f"header cut short: {len(raw)} bytes")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    want = math.prod(dims)  # Python ints: huge dimensions cannot overflow
+    if len(raw) - head != want:
+        raise _corrupt(path, f"{len(raw) - head} bytes of data for shape {dims}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=head).reshape(dims)
+
+
+def _raw_paths(root, split):
+    """The split's two files (plain preferred over .gz), or None when one is missing."""
+    raw = _raw_dir(root)
+    found = []
+    for name in RAW_FILES[split]:
+        path = next((p for p in (raw / name, raw / f"{name}.gz") if p.is_file()), None)
+        if path is None:
+            return None
+        found.append(path)
+    return found
 
 
 def _load_raw(root, split):
-    raw = _raw_dir(root)
-    for suffix in ("", ".gz"):
-        paths = [raw / f"{name}{suffix}" for name in RAW_FILES[split]]
-        if all(p.is_file() for p in paths):
-            return tuple(_read_idx(p) for p in paths)
-    raise _missing_error(root, split)
+    paths = _raw_paths(root, split)
+    if paths is None:
+        raise _missing_error(root, split)
+    images, labels = (_read_idx(p) for p in paths)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise _corrupt(paths[0], f"shape {list(images.shape)}, expected [N, 28, 28]")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise _corrupt(paths[1], f"shape {list(labels.shape)} for {len(images)} images")
+    if len(labels) and labels.max() > 9:
+        raise _corrupt(paths[1], f"label {int(labels.max())} outside 0..9")
+    return images, labels
 
 
-def _load_torchvision(root, split):
-    from torchvision.datasets import MNIST
-
+def _download(root, split):
+    """Fetch missing files with torchvision (when installed); leaves nothing half-made behind."""
     try:
-        ds = MNIST(root=str(root), train=(split == "train"), download=False)
-    except RuntimeError:
-        created = [d for d in (Path(root), Path(root) / "MNIST", _raw_dir(root)) if not d.exists()]
-        try:
-            ds = MNIST(root=str(root), train=(split == "train"), download=True)
-        except Exception as exc:  # no network, or a refused download
-            for d in reversed(created):  # leave nothing half-made behind
-                shutil.rmtree(d, ignore_errors=True)
-            raise _missing_error(root, split) from exc
-    return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.uint8)
+        from torchvision.datasets import MNIST
+    except ImportError:
+        raise _missing_error(root, split) from None
+    created = [d for d in (Path(root), Path(root) / "MNIST", _raw_dir(root)) if not d.exists()]
+    try:
+        MNIST(root=str(root), train=(split == "train"), download=True)
+    except Exception as exc:
+        for d in reversed(created):
+            shutil.rmtree(d, ignore_errors=True)
+        raise _missing_error(root, split) from exc
 
 
 def load_mnist(split, root=None):
@@ -84,15 +121,9 @@ def load_mnist(split, root=None):
     if split not in RAW_FILES:
         raise ValueError(split)
     root = data_dir(root)
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        images, labels = _load_raw(root, split)
-    else:
-        images, labels = _load_torchvision(root, split)
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise UserError(f"MNIST {split} data under {root} has unexpected shape {images.shape}; replace the files")
-    return images, labels
+    if _raw_paths(root, split) is None:
+        _download(root, split)
+    return _load_raw(root, split)
 
 
 def normalise(images):
