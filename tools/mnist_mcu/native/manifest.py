@@ -8,6 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from .ops._int8 import LayerQ
+from .ops.internal import LutQ
 from .passes import alias_root
 
 
@@ -45,16 +47,16 @@ def _int8_info(graph) -> dict:
         if node.view:
             continue
         out = node.outputs[0]
-        if node.op == "InputLUT":
+        if isinstance(node.q, LutQ):
             s, z = graph.qparams[out]
             lut = {"scale": s, "zero_point": z}
-        elif node.q is not None and node.op in ("Gemm", "Conv"):
+        elif isinstance(node.q, LayerQ):
             q = node.q
             layers.append({"node": node.name, "op": node.op, "onnx_nodes": _fused_onnx_nodes(graph, node),
                            "output": out, "input_domain": q.input, "output_domain": q.output, "relu": q.relu,
                            "input_scale": q.s_in, "input_zero_point": q.zx,
                            "weight_scales": [float(v) for v in q.w_scale]})
-        if graph.domains.get(out) == "q8" and node.op != "InputLUT":
+        if graph.domains.get(out) == "q8" and not isinstance(node.q, LutQ):
             s, z = graph.qparams[out]
             tensors[out] = {"scale": s, "zero_point": z}
     first = next((n for n in graph.nodes if graph.input in n.inputs or

@@ -1,3 +1,4 @@
+# ruff: noqa: N999  (the name says what the file is: a template to copy)
 """TEMPLATE: copy this file to add an operator.  Adding one means this one file plus its tests.
 
 1. Copy to ops/<opname>.py, rename the class, set OP_TYPES to the ONNX operator name(s) and
