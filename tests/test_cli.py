@@ -117,7 +117,6 @@ def test_env_float_model_from_custom_model_onnx():
 
 def test_output_similarity_figures():
     import numpy as np
-
     from mnist_mcu.evaluate import output_similarity
 
     host = np.array([[1.0, 0.0], [0.0, 2.0]])
@@ -126,3 +125,103 @@ def test_output_similarity_figures():
     off = output_similarity(host + np.array([[0.0, 1.0], [0.0, 0.0]]), host)
     assert off["mae"] == 0.25 and off["rmse"] == 0.5 and abs(off["l2r"] - 1 / np.sqrt(5)) < 1e-12
     assert abs(off["cosine"] - (1 / np.sqrt(2) + 1) / 2) < 1e-12
+
+
+@pytest.mark.parametrize("args,what", [
+    (["--window", "0"], "--window"), (["--window", "-1"], "--window"), (["--window", "256"], "--window"),
+    (["--timeout", "0"], "--timeout"), (["--timeout", "-2"], "--timeout"), (["--jobs", "0"], "--jobs"),
+])
+def test_evaluate_bad_numbers_are_one_line(args, what, tmp_path):
+    """Issue 13 item 2: --window 0 silently became 2, -1 ended in '20 images unanswered',
+    256 hung, --timeout 0 waited 15 s for INFO. Now refused before anything runs."""
+    out = run("evaluate", "--env", "qemu_f405_f32", "--no-build", "--limit", "5", "--json",
+              str(tmp_path / "r.json"), *args)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and what in lines[0], out.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def _fixed_batch(src, dst, batch=1):
+    import onnx
+
+    m = onnx.load(str(src))
+    for value in (*m.graph.input, *m.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = batch
+    onnx.save(m, str(dst))
+    return dst
+
+
+def test_host_reference_runs_a_fixed_batch_model(tmp_path):
+    """Issue 13 item 3: a model exported with batch 1 made onnxruntime fail on 1000-image chunks."""
+    import numpy as np
+    from mnist_mcu.evaluation.reference import float_outputs
+
+    src = Path(__file__).resolve().parents[1] / "model" / "mlp.onnx"
+    px = np.random.default_rng(0).integers(0, 256, (7, 784), dtype=np.uint8)
+    want = float_outputs(src, px)
+    for batch in (1, 3):  # 3: the last chunk of 7 is padded and cut
+        got = float_outputs(_fixed_batch(src, tmp_path / f"b{batch}.onnx", batch), px)
+        assert got.shape == (7, 10) and np.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.qemu
+def test_evaluate_with_a_fixed_batch_model(tmp_path, mnist_dir, build_env):
+    from mnist_mcu.evaluate import EvalOptions, evaluate
+
+    build_env("qemu_f405_f32")
+    src = Path(__file__).resolve().parents[1] / "model" / "mlp.onnx"
+    model = _fixed_batch(src, tmp_path / "mlp_b1.onnx")
+    r = evaluate(EvalOptions(env="qemu_f405_f32", model=model, limit=40, json_path=tmp_path / "r.json",
+                             data_dir=mnist_dir, build=False, plots=False, progress=False))
+    assert r["images"] == 40 and r["agreement"] == 1.0 and r["max_abs_diff"] < 1e-5
+
+
+def _children(pid):
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            if int(fields[1].split()[1]) == pid:
+                kids.append((int(stat.parent.name), fields[0].split("(", 1)[1]))
+        except (OSError, IndexError, ValueError):
+            pass
+    return kids
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("sig,word,code", [("SIGTERM", "terminated by SIGTERM", 143), ("SIGINT", "interrupted", 130)])
+def test_signal_stops_qemu_and_says_so(tmp_path, mnist_dir, build_env, sig, word, code):
+    """Issue 13 item 9: SIGTERM ended evaluate silently. Now, like Ctrl-C, QEMU is stopped
+    and one line says so; no report is left half-written."""
+    import os
+    import signal
+    import time
+
+    build_env("qemu_f405_int8")
+    proc = subprocess.Popen([str(BIN), "evaluate", "--env", "qemu_f405_int8", "--no-build", "--no-plots",
+                             "--json", str(tmp_path / "r.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "MNIST_DIR": mnist_dir})
+    deadline = time.monotonic() + 120
+    qemus = []
+    while time.monotonic() < deadline and len(qemus) < 2:
+        time.sleep(0.2)
+        qemus = [p for p, name in _children(proc.pid) if name.startswith("qemu-system")]
+    assert len(qemus) == 2, "QEMU did not start"
+    time.sleep(1.0)  # streaming
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    lines = [ln for ln in err.splitlines() if ln.strip() and "img/s" not in ln and "images/s" not in ln]
+    assert lines == [f"error: {word}; stopped 2 QEMU instances"], err
+    assert not any(Path(f"/proc/{p}").exists() and "zombie" not in _state(p) for p in qemus)
+    assert not (tmp_path / "r.json").exists()
+
+
+def _state(pid):
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
