@@ -168,3 +168,11 @@ def test_matmul_constant_b_with_rows(tmp_path):
     with pytest.raises(UserError) as e:
         compile_native(path, tmp_path / "int8", "int8", calib_pixels=random_pixels(rng, 20, 35))
     assert "\n" not in str(e.value) and str(e.value).startswith("MatMul (node 'mm'): ")
+
+
+def test_model_that_only_normalises(tmp_path):
+    """Output = the (viewed) input: the device returns the normalised pixels (input table)."""
+    path = make_model([H("Flatten", ["input"], ["output"])], [], (1, 1, 28, 28), None, tmp_path / "id.onnx")
+    px = random_pixels(np.random.default_rng(3), 8, 784)
+    got = HostModel(compile_native(path, tmp_path / "gen", "f32")).run(px)
+    np.testing.assert_allclose(got, run_ort(path, px, (1, 1, 28, 28)), rtol=1e-4, atol=1e-5)

@@ -13,6 +13,7 @@ Static RAM is kept to the activations themselves:
 
 import numpy as np
 
+from ..errors import UserError
 from .ops import REGISTRY, guarded
 from .passes import alias_root
 
@@ -136,6 +137,8 @@ def plan_buffers(graph, ctx):
     for j, out in enumerate(graph.outputs):
         out_root = alias_root(graph, out)
         if out_root in ctx.bases or out_root not in producer:   # an input (through views) or a constant
+            if graph.image_input:
+                raise UserError(f"the model's output '{out}' is its input or a constant: nothing to compute")
             ctx.copies.append((j, out_root))
             continue
         base = "outputs" if graph.image_input else f"out[{j}]"
