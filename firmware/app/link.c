@@ -71,8 +71,11 @@ link_status_t link_receive(frame_t *frame)
 
 void link_send(uint8_t type, uint8_t seq, const uint8_t *payload, size_t len)
 {
-    if (len > BODY_MAX - BODY_OVERHEAD)
-        return;  /* cannot happen with our replies; never send a broken frame */
+    if (len > BODY_MAX - BODY_OVERHEAD) {
+        /* never send a broken frame, and never leave a request unanswered */
+        link_send_error(seq, ERR_REPLY_TOO_LONG, type);
+        return;
+    }
     const uint8_t head[2] = {type, seq};
     uint16_t crc = crc16_ccitt_update(crc16_ccitt(head, sizeof head), payload, len);
     const uint8_t tail[2] = {(uint8_t)crc, (uint8_t)(crc >> 8)};

@@ -3,6 +3,9 @@
 #include "bsp.h"
 #include "handlers.h"
 #include "link.h"
+#ifdef FAULT_TEST
+#include "fault_test.h"
+#endif
 
 int main(void)
 {
@@ -13,6 +16,10 @@ int main(void)
         link_status_t st = link_receive(&frame);
         if (st.code != 0)
             link_send_error(frame.seq, st.code, st.detail);
+#ifdef FAULT_TEST
+        else if (fault_test_handle(&frame))
+            continue;
+#endif
         else
             handle_frame(&frame);
     }

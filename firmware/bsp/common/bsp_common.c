@@ -13,4 +13,5 @@ void bsp_init(void)
 
     board_init();
     ticks_init(bsp_cpu_hz());
+    stack_guard_init();
 }

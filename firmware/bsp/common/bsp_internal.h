@@ -22,4 +22,15 @@ void wait_for_irq(unsigned irq, int (*ready)(void));
  * masked (ticks.c); no-op with the DWT counter. */
 void ticks_poll_masked(void);
 
+/* Common: the MPU guard at the bottom of the stack (stack_guard.c). */
+#define STACK_GUARD_LOG2 5u
+#define STACK_GUARD_BYTES (1u << STACK_GUARD_LOG2)
+void stack_guard_init(void);
+int stack_guard_hit(uint32_t sp);  /* an exception frame at sp would overlap the guard */
+
+/* Common: stop/restart the SysTick tick counter around an idle wait (ticks.c), so an
+ * emulator with nothing to do has no timer deadline to spin towards. */
+void ticks_pause(void);
+void ticks_resume(void);
+
 #endif /* BSP_INTERNAL_H */

@@ -12,6 +12,19 @@
 #define SCB_HFSR  REG32(0xE000ED2Cu) /* hard fault status */
 #define SCB_SHCSR REG32(0xE000ED24u) /* system handler control and state */
 #define SCB_CCR   REG32(0xE000ED14u) /* configuration and control */
+#define SCB_MMFAR REG32(0xE000ED34u) /* MemManage fault address (valid if CFSR.MMARVALID) */
+#define SCB_BFAR  REG32(0xE000ED38u) /* BusFault address (valid if CFSR.BFARVALID) */
+
+/* MPU (PMSAv7, 8 regions on the M4) */
+#define MPU_TYPE REG32(0xE000ED90u)
+#define MPU_CTRL REG32(0xE000ED94u)
+#define MPU_RNR  REG32(0xE000ED98u)
+#define MPU_RBAR REG32(0xE000ED9Cu)
+#define MPU_RASR REG32(0xE000EDA0u)
+#define MPU_CTRL_ENABLE     (1u << 0)
+#define MPU_CTRL_PRIVDEFENA (1u << 2) /* default memory map for everything outside the regions */
+#define MPU_RASR_ENABLE     (1u << 0)
+#define MPU_RASR_XN         (1u << 28)
 
 #define SHCSR_FAULTS_ENA ((1u << 16) | (1u << 17) | (1u << 18)) /* Mem/Bus/Usage */
 #define CCR_DIV_0_TRP    (1u << 4)

@@ -3,20 +3,28 @@
  *
  * It frames the message itself (CRC + COBS) instead of using the
  * application's link layer: after a crash the application's buffers and
- * state cannot be trusted, and the board support must not depend on the app. */
+ * state cannot be trusted, and the board support must not depend on the app.
+ * It runs on its own small stack: the fault may be a stack overflow. */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "bsp.h"
+#include "bsp_internal.h"
 #include "cortex_m.h"
 
 #define FAULT_TYPE 0x7Eu
-#define FAULT_BODY 20u  /* type, seq, 4 x u32, crc16 */
+#define FAULT_WORDS 9u                          /* pc lr xpsr ipsr cfsr hfsr bfar mmfar sp */
+#define FAULT_BODY (2u + 4u * FAULT_WORDS + 2u) /* type, seq, words, crc16 */
+#define CFSR_MSTKERR (1u << 4)
+#define CFSR_STKERR  (1u << 12)
 
 void Fault_Handler(void) __attribute__((naked));
 void fault_report(const uint32_t *frame) __attribute__((used, noreturn));
 
-/* Hands the stacked exception frame (r0-r3, r12, lr, pc, xpsr) to C. */
+static uint32_t fault_stack[128] __attribute__((aligned(8)));
+uint32_t *const fault_stack_top = fault_stack + 128;
+
+/* Hands the stacked exception frame (r0-r3, r12, lr, pc, xpsr) to C, on the fault stack. */
 void Fault_Handler(void)
 {
     __asm__ volatile(
@@ -24,6 +32,9 @@ void Fault_Handler(void)
         "ite eq\n\t"
         "mrseq r0, msp\n\t"
         "mrsne r0, psp\n\t"
+        "ldr r1, =fault_stack_top\n\t"
+        "ldr r1, [r1]\n\t"
+        "mov sp, r1\n\t"
         "b fault_report\n\t");
 }
 
@@ -62,16 +73,27 @@ static void send_cobs(const uint8_t *p, size_t n)
 
 void fault_report(const uint32_t *frame)
 {
+    uint32_t ipsr;
+    __asm__ volatile("mrs %0, ipsr" : "=r"(ipsr));
+    const uint32_t cfsr = SCB_CFSR;
+    const uint32_t sp = (uint32_t)frame;
+    /* A frame that could not be stacked (stack overflow into the guard) holds no registers:
+     * send 0 for pc, lr and xpsr rather than read the guard and fault again. */
+    const int stacked = !(cfsr & (CFSR_MSTKERR | CFSR_STKERR)) && !stack_guard_hit(sp);
+    const uint32_t words[FAULT_WORDS] = {
+        stacked ? frame[6] : 0u, stacked ? frame[5] : 0u, stacked ? frame[7] : 0u,
+        ipsr & 0x1FFu, cfsr, SCB_HFSR, SCB_BFAR, SCB_MMFAR, sp,
+    };
     uint8_t body[FAULT_BODY];
     body[0] = FAULT_TYPE;
     body[1] = 0;  /* unsolicited: no request sequence */
-    put_u32(body + 2, frame[6]);   /* stacked pc */
-    put_u32(body + 6, frame[5]);   /* stacked lr */
-    put_u32(body + 10, SCB_CFSR);
-    put_u32(body + 14, SCB_HFSR);
+    for (unsigned i = 0; i < FAULT_WORDS; i++)
+        put_u32(body + 2 + 4 * i, words[i]);
     uint16_t crc = crc16(body, FAULT_BODY - 2);
-    body[18] = (uint8_t)crc;
-    body[19] = (uint8_t)(crc >> 8);
+    body[FAULT_BODY - 2] = (uint8_t)crc;
+    body[FAULT_BODY - 1] = (uint8_t)(crc >> 8);
+    static const uint8_t resync = 0;  /* end whatever frame the app was sending */
+    bsp_uart_write(&resync, 1);
     send_cobs(body, FAULT_BODY);
     for (;;) {
     }

@@ -5,7 +5,12 @@
  * UART's interrupt is pending. PRIMASK stays set, so no handler runs (WFI still
  * wakes on a pending interrupt), and the NVIC line is enabled only meanwhile.
  * A SysTick wrap that falls in the wait is counted by hand so bsp_ticks()
- * stays monotonic. */
+ * stays monotonic.
+ *
+ * The UART drivers stop SysTick around every byte read (ticks_pause): under
+ * QEMU -icount sleep=off a WFI jumps virtual time to the next timer deadline,
+ * so a running SysTick made an idle guest wake every 2^24 ticks and spin. With
+ * it stopped, nothing but the UART wakes the guest (idle QEMU ~0 % CPU). */
 #include "bsp_internal.h"
 #include "cortex_m.h"
 

@@ -24,7 +24,8 @@ void stack_paint(void)
 
 uint32_t bsp_stack_peak(void)
 {
-    const uint32_t *p = __stack_start;
+    /* the guard (stack_guard.c) cannot be read; it is never part of a live stack */
+    const uint32_t *p = __stack_start + STACK_GUARD_BYTES / sizeof(uint32_t);
     while (p < __stack_top && *p == STACK_PAINT)
         p++;
     return (uint32_t)((char *)__stack_top - (char *)p);

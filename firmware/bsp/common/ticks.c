@@ -23,6 +23,8 @@ uint32_t bsp_ticks(void) { return DWT_CYCCNT; }
 void SysTick_Handler(void) {}  /* SysTick is not enabled on these boards */
 
 void ticks_poll_masked(void) {}
+void ticks_pause(void) {}
+void ticks_resume(void) {}
 
 #else
 
@@ -48,6 +50,15 @@ void ticks_poll_masked(void)
         systick_wraps++;
     }
 }
+
+/* Stopping SysTick freezes its count (a wrap already pending is still taken by the handler),
+ * so bsp_ticks() stays monotonic and time spent reading bytes is not counted at all: however
+ * long the host takes, the count only advances with code outside the byte reads, which is the
+ * same on every run (deterministic), and an idle emulator has no timer deadline to jump to.
+ * Inference never reads bytes, so its tick counts are what they were. */
+void ticks_pause(void) { SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT; }
+
+void ticks_resume(void) { SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE; }
 
 uint32_t bsp_ticks(void)
 {
