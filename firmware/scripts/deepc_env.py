@@ -52,6 +52,7 @@ env.Append(  # noqa: F821
         "-isystem", str(include_dir),
         "-isystem", str(eigen_dir),
     ]
-    + ["-D%s" % d for d in patches.CPP_DEFINES],
+    + ["-D%s" % d for d in patches.CPP_DEFINES]
+    + patches.DEVICE_CXXFLAGS,
     LIBS=["stdc++"],
 )

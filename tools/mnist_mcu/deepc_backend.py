@@ -385,6 +385,63 @@ def _attr_line(line):
     return re.sub(r"\bint32_t\b", "int", line)
 
 
+_RESULT = re.compile(r"^tensor<(?P<type>[\w:]+)> (?P<var>dnnc_\w+) = (?P<call>\w+\.compute ?\((?P<args>.*)\));$")
+
+
+def _run_statements(ops, in_var, in_dims, out_var):
+    """model_run's body: the input tensor, then deepC's compute statements.
+
+    Every tensor (the input too) is held in a dnnc_slot and destroyed right after its last
+    use, so the heap holds only the live tensors: the input's memory is free again for the
+    later layers. Slots are reused once free (fewer on the stack). A statement of another
+    shape is kept verbatim (its result lives to the end). Returns (slot declarations,
+    statements, releases after the output is copied)."""
+    parsed = [_RESULT.match(op["compute"]) for op in ops]
+    last_use = {in_var: -1}
+    for i, m in enumerate(parsed):
+        args = m["args"] if m else ops[i]["compute"].split("=", 1)[-1]
+        for var in re.findall(r"\bdnnc_\w+", args):
+            if var in last_use:
+                last_use[var] = i
+        if m:
+            last_use[m["var"]] = i
+    last_use.pop(out_var, None)
+    free, decls, holder = {}, [], {}
+
+    def take(ctype, var):
+        pool = free.setdefault(ctype, [])
+        if pool:
+            slot = pool.pop()
+        else:
+            slot = f"s_{len(decls)}"
+            decls.append(f"    dnnc_slot<tensor<{ctype}>> {slot};")
+        holder[var] = (ctype, slot)
+        return slot
+
+    def release(var):
+        ctype, name = holder.pop(var)
+        free[ctype].append(name)
+        return f"    {name}.destroy();"
+
+    # the input's memory is taken first (the tensor built on it frees it when destroyed)
+    dims_c = ", ".join(str(d) for d in in_dims)
+    lines = [f"    float *x = static_cast<float *>(malloc({INPUT_SIZE} * sizeof(float)));",
+             "    if (!x) return -4;",
+             f"    for (size_t i = 0; i < {INPUT_SIZE}; i++) x[i] = k_pixel_lut[pixels[i]];",
+             f"    tensor<float> &{in_var} = {take('float', in_var)}.make(x, std::vector<size_t>{{{dims_c}}}, "
+             f"\"{in_var[5:]}\");"]
+    if last_use[in_var] == -1:
+        lines.append(release(in_var))
+    for i, (op, m) in enumerate(zip(ops, parsed)):
+        if not m:
+            lines.append("    " + op["compute"])
+            continue
+        slot = take(m["type"], m["var"])
+        lines.append(f"    tensor<{m['type']}> &{m['var']} = {slot}.make({m['call']});")
+        lines += [release(var) for var, last in list(last_use.items()) if last == i and var in holder]
+    return decls, lines, [release(var) for var in list(holder)]
+
+
 def adapt_program(program, model, pixel_lut, header, output_size, name, arity):
     """deepC host program -> {file name: text} of the device library."""
     from onnx import numpy_helper
@@ -411,39 +468,41 @@ def adapt_program(program, model, pixel_lut, header, output_size, name, arity):
         total += data.nbytes
         w_h.append(f"extern const {ctype} {arr}[{data.size}]; /* {pname} {list(dims)} */")
         w_c += [f"const {ctype} {arr}[{data.size}] = {{", _fmt_array(data, ctype), "};", ""]
-        globals_.append(f"static tensor<{ctype}> *g_{var};")
+        globals_.append(f"static dnnc_slot<tensor<{ctype}>> g_{var};")
         dims_c = ", ".join(str(d) for d in dims)
-        init_w.append(f"    g_{var} = new tensor<{ctype}>(const_cast<{ctype} *>({arr}), {{{dims_c}}}, \"{pname}\");")
+        init_w.append(f"    g_{var}.make(const_cast<{ctype} *>({arr}), std::vector<size_t>{{{dims_c}}}, \"{pname}\");")
     w_h += ["", "#endif", ""]
 
-    globals_.append(f"static tensor<float> *g_{in_var};")
     init_ops, aliases = [], []
     for op in p["ops"]:
         cls = f"{op['cls']}<{_fit_template_args(op['cls'], op['targs'], arity)}>"
-        globals_.append(f"static {cls} *g_{op['var']};")
+        globals_.append(f"static dnnc_slot<{cls}> g_{op['var']};")
         init_ops.append(f"    {{ /* {op['name']} */")
-        init_ops.append(f"      g_{op['var']} = new {cls}(\"{op['name']}\");")
-        if op["attrs"]:
-            init_ops.append(f"      {cls} &{op['var']} = *g_{op['var']};")
-            init_ops += ["      " + _attr_line(a) for a in op["attrs"]]
+        init_ops.append(f"      {cls} &{op['var']} = g_{op['var']}.make(\"{op['name']}\");")
+        init_ops += ["      " + _attr_line(a) for a in op["attrs"]]
+        if not op["attrs"]:
+            init_ops.append(f"      (void){op['var']};")
         init_ops.append("    }")
-        aliases.append(f"    {cls} &{op['var']} = *g_{op['var']};")
+        aliases.append(f"    {cls} &{op['var']} = g_{op['var']}.get();")
     for var, _ in p["params"]:
-        aliases.append(f"    tensor<{p['decls'][var][0]}> &{var} = *g_{var};")
+        aliases.append(f"    tensor<{p['decls'][var][0]}> &{var} = g_{var}.get();")
 
-    computes = ["    " + op["compute"] for op in p["ops"]]
-    in_dims_c = ", ".join(str(d) for d in in_dims)
+    slots, computes, release_out = _run_statements(p["ops"], in_var, in_dims, out_var)
     lut = _fmt_array(pixel_lut, "float")
     name = json.dumps(name)[1:-1]
     src = f"""{header}
 /* deepC 0.13 operator code (dnnc runtime headers, prepared by
  * firmware/scripts/deepc_env.py), driven through the model.h interface.
- * Operators and weight tensors are created once in model_init() and never
- * destroyed: a deepC tensor built on a pointer would free it, and these point
- * at the const weight arrays in flash (deepc_weights.cpp). */
+ * Operators and weight tensors are built once by model_init() in static storage
+ * and never destroyed: a deepC tensor built on a pointer would free it, and these
+ * point at the const weight arrays in flash (deepc_weights.cpp). The input and the
+ * intermediate tensors live on the heap only from their creation to their last use. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <errno.h>
+#include <new>
+#include <utility>
 
 {chr(10).join(p['includes'])}
 
@@ -460,19 +519,35 @@ extern "C" void dnnc_report(int level, int line) {{
 }}
 
 #if defined(__arm__) && !defined(__linux__)
-/* libstdc++'s <random> (included by deepC's tensor.h) refers to getentropy;
- * newlib has none on bare metal. Weak so a board support package may provide it. */
+/* libstdc++'s <random> (included by deepC's tensor.h unless DNNC_LEAN) refers to
+ * getentropy; newlib has none on bare metal. Weak so a board support package may provide it. */
 extern "C" __attribute__((weak)) int getentropy(void *buf, size_t len) {{
   (void)buf; (void)len;
   errno = ENOSYS;
   return -1;
 }}
-/* Static C++ objects (deepC's NULL_TENSOR<T>, <iostream>) register destructors with
+/* Static C++ objects (deepC's NULL_TENSOR<T>) register destructors with
  * __cxa_atexit(.., &__dso_handle); -nostartfiles drops crtbegin.o, which defines it. */
 extern "C" {{
 __attribute__((weak)) void *__dso_handle = nullptr;
 }}
+#if !defined(__cpp_exceptions)
+/* Built with -fno-exceptions: what would throw (libstdc++'s out of memory or length
+ * errors) ends in abort(); stop with a fault the board support reports, instead of
+ * newlib's abort(), which links raise() and signal handling. Weak: a BSP may define it. */
+extern "C" __attribute__((weak, noreturn)) void abort(void) {{ __builtin_trap(); }}
 #endif
+#endif
+
+/* Storage for one object whose lifetime this file controls (placement new). */
+template <typename T> class dnnc_slot {{
+  alignas(T) unsigned char mem_[sizeof(T)];
+
+public:
+  template <typename... A> T &make(A &&...args) {{ return *new (mem_) T(std::forward<A>(args)...); }}
+  T &get() {{ return *reinterpret_cast<T *>(mem_); }}
+  void destroy() {{ get().~T(); }}
+}};
 
 /* Pixel 0..255 -> ((p / 255) - 0.1307) / 0.3081, computed in float32 by the generator
  * exactly as the training pipeline does (mnist_mcu.data.normalise). */
@@ -489,13 +564,14 @@ extern "C" const model_info_t *model_info(void) {{ return &k_info; }}
 
 extern "C" int model_init(void) {{
   if (g_ready) return 0;
-  try {{
+  g_dnnc_errors = 0;
+  DNNC_TRY {{
 {chr(10).join(init_w)}
-    g_{in_var} = new tensor<float>({{{in_dims_c}}}, "{in_var[5:]}");
 {chr(10).join(init_ops)}
-  }} catch (...) {{
+  }} DNNC_CATCH(...) {{
     return -1;
   }}
+  if (g_dnnc_errors) return -1;
   g_ready = true;
   return 0;
 }}
@@ -503,20 +579,23 @@ extern "C" int model_init(void) {{
 extern "C" int model_run(const uint8_t *pixels, float *outputs) {{
   if (!g_ready && model_init() != 0) return -1;
   g_dnnc_errors = 0;
-  try {{
-    tensor<float> &{in_var} = *g_{in_var};
-    for (size_t i = 0; i < {INPUT_SIZE}; i++) {in_var}[i] = k_pixel_lut[pixels[i]];
+  int rc = 0;
+  DNNC_TRY {{
 {chr(10).join(aliases)}
+{chr(10).join(slots)}
 
-    /* deepC's graph, statement for statement as onnx2cpp wrote it */
+    /* the input, then deepC's graph as onnx2cpp wrote it (results held in slots) */
 {chr(10).join(computes)}
 
-    if (g_dnnc_errors || {out_var}.length() != k_info.output_size) return -2;
-    for (size_t i = 0; i < k_info.output_size; i++) outputs[i] = {out_var}[i];
-  }} catch (...) {{
+    if (g_dnnc_errors || {out_var}.length() != k_info.output_size)
+      rc = -2;
+    else
+      for (size_t i = 0; i < k_info.output_size; i++) outputs[i] = {out_var}[i];
+{chr(10).join(release_out)}
+  }} DNNC_CATCH(...) {{
     return -3;
   }}
-  return 0;
+  return rc;
 }}
 """
     return {"model_deepc.cpp": src, "deepc_weights.cpp": "\n".join(w_c), "deepc_weights.h": "\n".join(w_h)}, total

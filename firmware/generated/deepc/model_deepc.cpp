@@ -4,12 +4,16 @@
  * Source model sha256: c9e86733f5483ee76e6295256b378de18177f722d34103a251d2268fc76f4db6 */
 /* deepC 0.13 operator code (dnnc runtime headers, prepared by
  * firmware/scripts/deepc_env.py), driven through the model.h interface.
- * Operators and weight tensors are created once in model_init() and never
- * destroyed: a deepC tensor built on a pointer would free it, and these point
- * at the const weight arrays in flash (deepc_weights.cpp). */
+ * Operators and weight tensors are built once by model_init() in static storage
+ * and never destroyed: a deepC tensor built on a pointer would free it, and these
+ * point at the const weight arrays in flash (deepc_weights.cpp). The input and the
+ * intermediate tensors live on the heap only from their creation to their last use. */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <errno.h>
+#include <new>
+#include <utility>
 
 #include "operators/Flatten.h"
 #include "operators/Gemm.h"
@@ -29,19 +33,35 @@ extern "C" void dnnc_report(int level, int line) {
 }
 
 #if defined(__arm__) && !defined(__linux__)
-/* libstdc++'s <random> (included by deepC's tensor.h) refers to getentropy;
- * newlib has none on bare metal. Weak so a board support package may provide it. */
+/* libstdc++'s <random> (included by deepC's tensor.h unless DNNC_LEAN) refers to
+ * getentropy; newlib has none on bare metal. Weak so a board support package may provide it. */
 extern "C" __attribute__((weak)) int getentropy(void *buf, size_t len) {
   (void)buf; (void)len;
   errno = ENOSYS;
   return -1;
 }
-/* Static C++ objects (deepC's NULL_TENSOR<T>, <iostream>) register destructors with
+/* Static C++ objects (deepC's NULL_TENSOR<T>) register destructors with
  * __cxa_atexit(.., &__dso_handle); -nostartfiles drops crtbegin.o, which defines it. */
 extern "C" {
 __attribute__((weak)) void *__dso_handle = nullptr;
 }
+#if !defined(__cpp_exceptions)
+/* Built with -fno-exceptions: what would throw (libstdc++'s out of memory or length
+ * errors) ends in abort(); stop with a fault the board support reports, instead of
+ * newlib's abort(), which links raise() and signal handling. Weak: a BSP may define it. */
+extern "C" __attribute__((weak, noreturn)) void abort(void) { __builtin_trap(); }
 #endif
+#endif
+
+/* Storage for one object whose lifetime this file controls (placement new). */
+template <typename T> class dnnc_slot {
+  alignas(T) unsigned char mem_[sizeof(T)];
+
+public:
+  template <typename... A> T &make(A &&...args) { return *new (mem_) T(std::forward<A>(args)...); }
+  T &get() { return *reinterpret_cast<T *>(mem_); }
+  void destroy() { get().~T(); }
+};
 
 /* Pixel 0..255 -> ((p / 255) - 0.1307) / 0.3081, computed in float32 by the generator
  * exactly as the training pipeline does (mnist_mcu.data.normalise). */
@@ -80,16 +100,15 @@ static const float k_pixel_lut[256] = {
     2.732389e+00f, 2.7451172e+00f, 2.7578456e+00f, 2.7705739e+00f, 2.783302e+00f, 2.7960303e+00f, 2.8087585e+00f, 2.8214867e+00f
 };
 
-static tensor<float> *g_dnnc_t_0_1_weight;
-static tensor<float> *g_dnnc_t_0_1_bias;
-static tensor<float> *g_dnnc_t_0_3_weight;
-static tensor<float> *g_dnnc_t_0_3_bias;
-static tensor<float> *g_dnnc_input;
-static Flatten<float> *g_t_0_0_0_Flatten;
-static Gemm<float, float, float> *g_t_0_0_1_Gemm;
-static Relu<float, float> *g_t_0_0_2_Relu;
-static Gemm<float, float, float> *g_t_0_0_3_Gemm;
-static Softmax<float> *g_t_1_Softmax;
+static dnnc_slot<tensor<float>> g_dnnc_t_0_1_weight;
+static dnnc_slot<tensor<float>> g_dnnc_t_0_1_bias;
+static dnnc_slot<tensor<float>> g_dnnc_t_0_3_weight;
+static dnnc_slot<tensor<float>> g_dnnc_t_0_3_bias;
+static dnnc_slot<Flatten<float>> g_t_0_0_0_Flatten;
+static dnnc_slot<Gemm<float, float, float>> g_t_0_0_1_Gemm;
+static dnnc_slot<Relu<float, float>> g_t_0_0_2_Relu;
+static dnnc_slot<Gemm<float, float, float>> g_t_0_0_3_Gemm;
+static dnnc_slot<Softmax<float>> g_t_1_Softmax;
 static bool g_ready;
 
 static const model_info_t k_info = {"mlp", "deepc", "f32", 784, 10};
@@ -98,21 +117,19 @@ extern "C" const model_info_t *model_info(void) { return &k_info; }
 
 extern "C" int model_init(void) {
   if (g_ready) return 0;
-  try {
-    g_dnnc_t_0_1_weight = new tensor<float>(const_cast<float *>(deepc_w_t_0_1_weight), {100, 784}, "t_0_1_weight");
-    g_dnnc_t_0_1_bias = new tensor<float>(const_cast<float *>(deepc_w_t_0_1_bias), {100}, "t_0_1_bias");
-    g_dnnc_t_0_3_weight = new tensor<float>(const_cast<float *>(deepc_w_t_0_3_weight), {10, 100}, "t_0_3_weight");
-    g_dnnc_t_0_3_bias = new tensor<float>(const_cast<float *>(deepc_w_t_0_3_bias), {10}, "t_0_3_bias");
-    g_dnnc_input = new tensor<float>({1, 1, 28, 28}, "input");
+  g_dnnc_errors = 0;
+  DNNC_TRY {
+    g_dnnc_t_0_1_weight.make(const_cast<float *>(deepc_w_t_0_1_weight), std::vector<size_t>{100, 784}, "t_0_1_weight");
+    g_dnnc_t_0_1_bias.make(const_cast<float *>(deepc_w_t_0_1_bias), std::vector<size_t>{100}, "t_0_1_bias");
+    g_dnnc_t_0_3_weight.make(const_cast<float *>(deepc_w_t_0_3_weight), std::vector<size_t>{10, 100}, "t_0_3_weight");
+    g_dnnc_t_0_3_bias.make(const_cast<float *>(deepc_w_t_0_3_bias), std::vector<size_t>{10}, "t_0_3_bias");
     { /* t_0_0_0_Flatten */
-      g_t_0_0_0_Flatten = new Flatten<float>("t_0_0_0_Flatten");
-      Flatten<float> &t_0_0_0_Flatten = *g_t_0_0_0_Flatten;
+      Flatten<float> &t_0_0_0_Flatten = g_t_0_0_0_Flatten.make("t_0_0_0_Flatten");
       int t_0_0_0_Flatten_axis = 1 ;
       t_0_0_0_Flatten.setAttribute ( attr_axis, t_0_0_0_Flatten_axis );
     }
     { /* t_0_0_1_Gemm */
-      g_t_0_0_1_Gemm = new Gemm<float, float, float>("t_0_0_1_Gemm");
-      Gemm<float, float, float> &t_0_0_1_Gemm = *g_t_0_0_1_Gemm;
+      Gemm<float, float, float> &t_0_0_1_Gemm = g_t_0_0_1_Gemm.make("t_0_0_1_Gemm");
       float t_0_0_1_Gemm_alpha = 1.000000 ;
       t_0_0_1_Gemm.setAttribute ( attr_alpha, t_0_0_1_Gemm_alpha );
       float t_0_0_1_Gemm_beta = 1.000000 ;
@@ -121,11 +138,11 @@ extern "C" int model_init(void) {
       t_0_0_1_Gemm.setAttribute ( attr_transB, t_0_0_1_Gemm_transB );
     }
     { /* t_0_0_2_Relu */
-      g_t_0_0_2_Relu = new Relu<float, float>("t_0_0_2_Relu");
+      Relu<float, float> &t_0_0_2_Relu = g_t_0_0_2_Relu.make("t_0_0_2_Relu");
+      (void)t_0_0_2_Relu;
     }
     { /* t_0_0_3_Gemm */
-      g_t_0_0_3_Gemm = new Gemm<float, float, float>("t_0_0_3_Gemm");
-      Gemm<float, float, float> &t_0_0_3_Gemm = *g_t_0_0_3_Gemm;
+      Gemm<float, float, float> &t_0_0_3_Gemm = g_t_0_0_3_Gemm.make("t_0_0_3_Gemm");
       float t_0_0_3_Gemm_alpha = 1.000000 ;
       t_0_0_3_Gemm.setAttribute ( attr_alpha, t_0_0_3_Gemm_alpha );
       float t_0_0_3_Gemm_beta = 1.000000 ;
@@ -134,14 +151,14 @@ extern "C" int model_init(void) {
       t_0_0_3_Gemm.setAttribute ( attr_transB, t_0_0_3_Gemm_transB );
     }
     { /* t_1_Softmax */
-      g_t_1_Softmax = new Softmax<float>("t_1_Softmax");
-      Softmax<float> &t_1_Softmax = *g_t_1_Softmax;
+      Softmax<float> &t_1_Softmax = g_t_1_Softmax.make("t_1_Softmax");
       int t_1_Softmax_axis = 1 ;
       t_1_Softmax.setAttribute ( attr_axis, t_1_Softmax_axis );
     }
-  } catch (...) {
+  } DNNC_CATCH(...) {
     return -1;
   }
+  if (g_dnnc_errors) return -1;
   g_ready = true;
   return 0;
 }
@@ -149,30 +166,43 @@ extern "C" int model_init(void) {
 extern "C" int model_run(const uint8_t *pixels, float *outputs) {
   if (!g_ready && model_init() != 0) return -1;
   g_dnnc_errors = 0;
-  try {
-    tensor<float> &dnnc_input = *g_dnnc_input;
-    for (size_t i = 0; i < 784; i++) dnnc_input[i] = k_pixel_lut[pixels[i]];
-    Flatten<float> &t_0_0_0_Flatten = *g_t_0_0_0_Flatten;
-    Gemm<float, float, float> &t_0_0_1_Gemm = *g_t_0_0_1_Gemm;
-    Relu<float, float> &t_0_0_2_Relu = *g_t_0_0_2_Relu;
-    Gemm<float, float, float> &t_0_0_3_Gemm = *g_t_0_0_3_Gemm;
-    Softmax<float> &t_1_Softmax = *g_t_1_Softmax;
-    tensor<float> &dnnc_t_0_1_weight = *g_dnnc_t_0_1_weight;
-    tensor<float> &dnnc_t_0_1_bias = *g_dnnc_t_0_1_bias;
-    tensor<float> &dnnc_t_0_3_weight = *g_dnnc_t_0_3_weight;
-    tensor<float> &dnnc_t_0_3_bias = *g_dnnc_t_0_3_bias;
+  int rc = 0;
+  DNNC_TRY {
+    Flatten<float> &t_0_0_0_Flatten = g_t_0_0_0_Flatten.get();
+    Gemm<float, float, float> &t_0_0_1_Gemm = g_t_0_0_1_Gemm.get();
+    Relu<float, float> &t_0_0_2_Relu = g_t_0_0_2_Relu.get();
+    Gemm<float, float, float> &t_0_0_3_Gemm = g_t_0_0_3_Gemm.get();
+    Softmax<float> &t_1_Softmax = g_t_1_Softmax.get();
+    tensor<float> &dnnc_t_0_1_weight = g_dnnc_t_0_1_weight.get();
+    tensor<float> &dnnc_t_0_1_bias = g_dnnc_t_0_1_bias.get();
+    tensor<float> &dnnc_t_0_3_weight = g_dnnc_t_0_3_weight.get();
+    tensor<float> &dnnc_t_0_3_bias = g_dnnc_t_0_3_bias.get();
+    dnnc_slot<tensor<float>> s_0;
+    dnnc_slot<tensor<float>> s_1;
 
-    /* deepC's graph, statement for statement as onnx2cpp wrote it */
-    tensor<float> dnnc_t_0_0_0_Flatten_t_0_0_0_Flatten_output_0 = t_0_0_0_Flatten.compute ( dnnc_input);
-    tensor<float> dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0 = t_0_0_1_Gemm.compute ( dnnc_t_0_0_0_Flatten_t_0_0_0_Flatten_output_0, dnnc_t_0_1_weight, dnnc_t_0_1_bias);
-    tensor<float> dnnc_t_0_0_2_Relu_t_0_0_2_Relu_output_0 = t_0_0_2_Relu.compute ( dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0);
-    tensor<float> dnnc_t_0_0_3_Gemm_t_0_0_3_Gemm_output_0 = t_0_0_3_Gemm.compute ( dnnc_t_0_0_2_Relu_t_0_0_2_Relu_output_0, dnnc_t_0_3_weight, dnnc_t_0_3_bias);
-    tensor<float> dnnc_t_1_Softmax_output = t_1_Softmax.compute ( dnnc_t_0_0_3_Gemm_t_0_0_3_Gemm_output_0);
+    /* the input, then deepC's graph as onnx2cpp wrote it (results held in slots) */
+    float *x = static_cast<float *>(malloc(784 * sizeof(float)));
+    if (!x) return -4;
+    for (size_t i = 0; i < 784; i++) x[i] = k_pixel_lut[pixels[i]];
+    tensor<float> &dnnc_input = s_0.make(x, std::vector<size_t>{1, 1, 28, 28}, "input");
+    tensor<float> &dnnc_t_0_0_0_Flatten_t_0_0_0_Flatten_output_0 = s_1.make(t_0_0_0_Flatten.compute ( dnnc_input));
+    s_0.destroy();
+    tensor<float> &dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0 = s_0.make(t_0_0_1_Gemm.compute ( dnnc_t_0_0_0_Flatten_t_0_0_0_Flatten_output_0, dnnc_t_0_1_weight, dnnc_t_0_1_bias));
+    s_1.destroy();
+    tensor<float> &dnnc_t_0_0_2_Relu_t_0_0_2_Relu_output_0 = s_1.make(t_0_0_2_Relu.compute ( dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0));
+    s_0.destroy();
+    tensor<float> &dnnc_t_0_0_3_Gemm_t_0_0_3_Gemm_output_0 = s_0.make(t_0_0_3_Gemm.compute ( dnnc_t_0_0_2_Relu_t_0_0_2_Relu_output_0, dnnc_t_0_3_weight, dnnc_t_0_3_bias));
+    s_1.destroy();
+    tensor<float> &dnnc_t_1_Softmax_output = s_1.make(t_1_Softmax.compute ( dnnc_t_0_0_3_Gemm_t_0_0_3_Gemm_output_0));
+    s_0.destroy();
 
-    if (g_dnnc_errors || dnnc_t_1_Softmax_output.length() != k_info.output_size) return -2;
-    for (size_t i = 0; i < k_info.output_size; i++) outputs[i] = dnnc_t_1_Softmax_output[i];
-  } catch (...) {
+    if (g_dnnc_errors || dnnc_t_1_Softmax_output.length() != k_info.output_size)
+      rc = -2;
+    else
+      for (size_t i = 0; i < k_info.output_size; i++) outputs[i] = dnnc_t_1_Softmax_output[i];
+    s_1.destroy();
+  } DNNC_CATCH(...) {
     return -3;
   }
-  return 0;
+  return rc;
 }
