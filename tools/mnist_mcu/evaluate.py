@@ -149,8 +149,9 @@ def evaluate(opts: EvalOptions) -> dict:
 
 @click.command("evaluate")
 @click.option("--env", "env_name", required=True, help="platformio.ini environment, e.g. qemu_f405_f32")
-@click.option("--target", type=click.Choice(["qemu", "serial"]), default=None,
-              help="qemu (emulated board) or serial (a board on --port); default from the env")
+@click.option("--target", type=click.Choice(["qemu", "serial", "labgrid"]), default=None,
+              help="qemu (emulated board), serial (a board on --port) or labgrid (places of a board farm, "
+                   "--place); default from the env")
 @click.option("--port", default=None,
               help="pyserial URL or port for --target serial: /dev/ttyACM0, socket://H:P, rfc2217://H:P "
                    "(comma-separate several devices to share the images between them)")
@@ -169,11 +170,25 @@ def evaluate(opts: EvalOptions) -> dict:
               help="seconds to wait for each reply")
 @click.option("--no-plots", is_flag=True, help="skip the PNG plots")
 @click.option("--upload", is_flag=True, help="flash the board first (`pio run -e ENV -t upload`; --target serial)")
+# --target labgrid (mnist_mcu/farm.py): acquire the places, flash them, evaluate over their serial ports, release
+@click.option("--place", "places", multiple=True,
+              help="--target labgrid: a place of the farm; repeat it to share the images between places "
+                   "(KEY=VALUE: every free place with that tag)")
+@click.option("--coordinator", envvar="LG_COORDINATOR", default=None,
+              help="--target labgrid: the labgrid coordinator HOST:PORT [env: LG_COORDINATOR; default 127.0.0.1:20408]")
 def cli(env_name, target, port, limit, json_path, data_dir, model, jobs, no_build, window, timeout, no_plots,
-        upload):
+        upload, places, coordinator):
     """Run the test set on the device and compare it with the host model."""
-    r = evaluate(EvalOptions(env=env_name, target=target, port=port, limit=limit, json_path=json_path,
-                             data_dir=data_dir, model=model, jobs=jobs, build=not no_build, window=window,
-                             timeout=timeout, plots=not no_plots, upload=upload))
+    opts = EvalOptions(env=env_name, target=target, port=port, limit=limit, json_path=json_path,
+                       data_dir=data_dir, model=model, jobs=jobs, build=not no_build, window=window,
+                       timeout=timeout, plots=not no_plots, upload=upload)
+    if target == "labgrid":
+        from .farm import evaluate_on_places
+
+        r = evaluate_on_places(opts, places, coordinator)
+    elif places:
+        raise UserError("--place needs --target labgrid")
+    else:
+        r = evaluate(opts)
     for line in summary_lines(r):
         click.echo(line)
