@@ -9,10 +9,10 @@ import sys
 
 import click
 
-from . import benchmark, compile, draw, evaluate, run, train
+from . import benchmark, compile, draw, evaluate, robustness, run, train
 from .errors import UserError
 
-COMMANDS = [train.cli, compile.cli, evaluate.cli, benchmark.cli, run.cli, draw.cli]
+COMMANDS = [train.cli, compile.cli, evaluate.cli, benchmark.cli, run.cli, draw.cli, robustness.cli]
 
 
 @click.group()
