@@ -142,16 +142,63 @@ def test_unsupported_operator_one_line(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".gen")] == []
 
 
-@pytest.mark.parametrize("attrs,word", [({"group": 2}, "group=2"), ({"dilations": [2, 2]}, "dilations")])
-def test_unsupported_attribute_named(tmp_path, attrs, word):
+@pytest.mark.parametrize("attrs", [{"group": 2}, {"dilations": [2, 2]}])
+def test_conv_group_and_dilation(tmp_path, attrs):
+    """Groups and dilations: f32 (a loop) matches onnxruntime; int8 refuses them in one line."""
     rng = np.random.default_rng(1)
     cin = 2 if attrs.get("group") else 1
-    nodes = [H("Conv", ["input", "cw"], ["c"], kernel_shape=[3, 3], **attrs), H("Flatten", ["c"], ["output"])]
-    w = rng_w(rng, 2, 1, 3, 3)
-    path = make_model(nodes, [init("cw", w)], (1, cin, 6, 6), None, tmp_path / "m.onnx")
-    with pytest.raises(UserError, match=word) as e:
-        compile_native(path, tmp_path / "gen", "f32")
-    assert "Conv (node" in str(e.value)
+    nodes = [H("Conv", ["input", "cw", "cb"], ["c"], kernel_shape=[3, 3], name="cv", **attrs),
+             H("Flatten", ["c"], ["output"])]
+    inits = [init("cw", rng_w(rng, 4, 1, 3, 3)), init("cb", rng_w(rng, 4))]
+    path = make_model(nodes, inits, (1, cin, 7, 6), None, tmp_path / "m.onnx")
+    px = random_pixels(rng, 8, cin * 42)
+    got = HostModel(compile_native(path, tmp_path / "f32", "f32")).run(px)
+    np.testing.assert_allclose(got, run_ort(path, px, (1, cin, 7, 6)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(UserError) as e:
+        compile_native(path, tmp_path / "int8", "int8", calib_pixels=random_pixels(rng, 20, cin * 42))
+    assert str(e.value).startswith("Conv (node 'cv'): with --dtype int8 only 2-D") and "\n" not in str(e.value)
+
+
+def _run_graph(tmp_path, model, inputs):
+    """compile_graph() + the kernel library as a host library; returns the outputs."""
+    import ctypes
+
+    from mnist_mcu.native import compile_graph
+    from mnist_mcu.native.host import KERNEL_INCLUDE, build_shared, kernel_sources
+
+    text, g = compile_graph(model, entry="run")
+    (tmp_path / "g.c").write_text(text)
+    lib = ctypes.CDLL(str(build_shared([tmp_path / "g.c", *kernel_sources()], [KERNEL_INCLUDE],
+                                       cache_dir=tmp_path / "build")))
+    ins = [np.ascontiguousarray(a, np.float32) for a in inputs]
+    outs = [np.zeros(g.tensors[o].shape, np.float32) for o in g.outputs]
+    assert lib.run((ctypes.c_void_p * len(ins))(*[a.ctypes.data for a in ins]),
+                   (ctypes.c_void_p * len(outs))(*[a.ctypes.data for a in outs])) == 0
+    return outs
+
+
+@pytest.mark.parametrize("shape,attrs", [
+    ((2, 4, 9), {"group": 2, "dilations": [2], "strides": [2], "pads": [1, 2]}),                  # 1-D, batch 2
+    ((1, 3, 5, 6, 4), {"auto_pad": "SAME_UPPER", "strides": [1, 2, 1]}),                         # 3-D
+    ((3, 6, 7, 5), {"group": 3, "dilations": [1, 2], "pads": [1, 2, 0, 1], "strides": [2, 1]}),
+])
+def test_general_conv_graph_matches_onnxruntime(tmp_path, shape, attrs):
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    rng = np.random.default_rng(len(shape))
+    g = attrs.get("group", 1)
+    w = rng_w(rng, 2 * g, shape[1] // g, *([3] * (len(shape) - 2)))
+    node = H("Conv", ["x", "w", "b"], ["y"], **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [init("w", w), init("b", rng_w(rng, 2 * g))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    x = rng.standard_normal(shape).astype(np.float32)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = _run_graph(tmp_path, model, [x])[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_matmul_constant_b_with_rows(tmp_path):

@@ -66,7 +66,9 @@ def fold_bias_add(graph):
                 continue
             if isinstance(p, Dense):
                 extra = full.reshape(-1)
-            else:   # per-channel constant only
+            else:   # per-channel constant only (one image)
+                if out_shape[0] != 1:
+                    continue
                 per = full.reshape(out_shape[1], -1)
                 if not np.all(per == per[:, :1]):
                     continue

@@ -64,25 +64,37 @@ def numel(shape):
     return int(np.prod(shape)) if len(shape) else 1
 
 
-def pads_2d(node, in_hw, kernel, strides):
-    """(top, left, bottom, right) from pads / auto_pad."""
+def pads_nd(node, spatial, kernel, strides, dilations) -> tuple[list[int], list[int]]:
+    """(pads at the start, pads at the end) of each spatial dim, from pads / auto_pad."""
+    nd = len(spatial)
     auto = attr_str(node, "auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        out = []
-        for d in range(2):
-            o = -(-in_hw[d] // strides[d])
-            total = max((o - 1) * strides[d] + kernel[d] - in_hw[d], 0)
+        begin, end = [], []
+        for d in range(nd):
+            o = -(-spatial[d] // strides[d])
+            total = max((o - 1) * strides[d] + dilations[d] * (kernel[d] - 1) + 1 - spatial[d], 0)
             b = total // 2 if auto == "SAME_UPPER" else total - total // 2
-            out.append((b, total - b))
-        return out[0][0], out[1][0], out[0][1], out[1][1]
-    if auto == "VALID":
-        return 0, 0, 0, 0
-    p = list(node.attrs.get("pads", [0, 0, 0, 0]))
-    if len(p) != 4:
-        fail(node, f"pads={p} is not supported (2-D only)")
+            begin.append(b)
+            end.append(total - b)
+        return begin, end
+    p = list(node.attrs.get("pads", [0] * 2 * nd)) if auto == "NOTSET" else [0] * 2 * nd
+    if len(p) != 2 * nd:
+        fail(node, f"pads={p} does not match {nd} spatial dimension(s)")
     if min(p) < 0:
-        fail(node, "negative pads are not supported")
-    return p[0], p[1], p[2], p[3]
+        fail(node, f"negative pads={p} are not supported")
+    return p[:nd], p[nd:]
+
+
+def out_dim(size, k, s, d, pb, pe, ceil=False) -> int:
+    """Output length of a sliding window (ONNX Conv/MaxPool; ceil_mode as in MaxPool)."""
+    eff = d * (k - 1) + 1
+    span = size + pb + pe - eff
+    if span < 0:
+        return 0
+    o = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (o - 1) * s >= size + pb:     # the last window must start inside the input or the front pad
+        o -= 1
+    return o
 
 
 def strides(shape) -> list[int]:

@@ -1,5 +1,8 @@
-"""Conv: 2-D, NCHW, one image, constant weights [M, C, KH, KW] and bias, group 1,
-dilation 1, any stride and padding (padding is a real 0: skipped, also in int8)."""
+"""Conv with constant weights [M, C/group, *kernel] and bias; padding is a real 0 (skipped).
+
+The MNIST case (one image, 2-D, group 1, dilation 1; any stride and padding) calls the
+kernels nn_conv2d_f32 / nn_conv2d_s8 (geometry `ConvGeom`); anything else (batch, 1-D/3-D,
+groups, dilations: `ConvNd`) is a plain loop, f32 only."""
 
 from __future__ import annotations
 
@@ -7,7 +10,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._common import activation, check_attrs, constant, fail, n_inputs, pads_2d, set_out
+from ._common import (
+    activation,
+    check_attrs,
+    constant,
+    fail,
+    n_inputs,
+    out_dim,
+    pads_nd,
+    set_out,
+    strides,
+)
 from ._int8 import LayerQ, layer_domain, quantize_layer
 from .base import Operator
 
@@ -32,10 +45,24 @@ class ConvGeom:
 
 
 @dataclass
+class ConvNd:
+    N: int
+    C: int
+    M: int
+    group: int
+    spatial: tuple
+    kernel: tuple
+    strides: tuple
+    dilations: tuple
+    pads: tuple          # at the start of each spatial dim
+    out: tuple
+
+
+@dataclass
 class ConvParams:
-    W: np.ndarray        # [M, C, KH, KW] float32
+    W: np.ndarray        # [M, C/group, *kernel] float32
     bias: np.ndarray     # [M] float32
-    geom: ConvGeom
+    geom: ConvGeom | ConvNd
     relu: bool = False
 
 
@@ -46,51 +73,56 @@ class Conv(Operator):
     def resolve(self, node, graph):
         n_inputs(node, 2, 3)
         check_attrs(node, {"kernel_shape": None, "strides": None, "pads": None, "dilations": None,
-                           "group": (1,), "auto_pad": ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")})
+                           "group": None, "auto_pad": ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")})
         x = activation(node, graph, 0)
-        if len(x.shape) != 4 or x.shape[0] != 1:
-            fail(node, f"only 2-D convolution on [1, C, H, W] is supported, got {list(x.shape)}")
+        nd = len(x.shape) - 2
         w = constant(node, graph, 1, "W (weights)")
-        if w is None or w.ndim != 4:
-            fail(node, "W must be a constant [M, C, KH, KW]")
-        if w.shape[1] != x.shape[1]:
-            fail(node, f"W has {w.shape[1]} input channels, X has {x.shape[1]}")
+        if nd < 1 or w is None or w.ndim != nd + 2:
+            fail(node, f"X {list(x.shape)} and W must be [N, C, *spatial] and a constant [M, C/group, *kernel]")
+        group = int(node.attrs.get("group", 1))
+        n, c, m = x.shape[0], x.shape[1], w.shape[0]
+        if group < 1 or c % group or m % group or w.shape[1] * group != c:
+            fail(node, f"group={group} does not fit X with {c} channels and W {list(w.shape)}")
         ks = tuple(node.attrs.get("kernel_shape", w.shape[2:]))
         if ks != tuple(w.shape[2:]):
             fail(node, f"kernel_shape {list(ks)} does not match W {list(w.shape)}")
-        dil = tuple(node.attrs.get("dilations", (1, 1)))
-        if dil != (1, 1):
-            fail(node, f"dilations={list(dil)} is not supported (only 1)")
-        st = tuple(node.attrs.get("strides", (1, 1)))
-        if len(st) != 2 or min(st) < 1:
-            fail(node, f"strides={list(st)} is not supported")
-        _, c, h, wd = x.shape
-        pt, pl, pb, pr = pads_2d(node, (h, wd), ks, st)
-        oh = (h + pt + pb - ks[0]) // st[0] + 1
-        ow = (wd + pl + pr - ks[1]) // st[1] + 1
-        if oh < 1 or ow < 1:
+        st = tuple(node.attrs.get("strides", (1,) * nd))
+        dil = tuple(node.attrs.get("dilations", (1,) * nd))
+        if len(st) != nd or len(dil) != nd or min(st + dil) < 1:
+            fail(node, f"strides={list(st)} / dilations={list(dil)} are not supported")
+        spatial = tuple(x.shape[2:])
+        begin, end = pads_nd(node, spatial, ks, st, dil)
+        out = tuple(out_dim(spatial[d], ks[d], st[d], dil[d], begin[d], end[d]) for d in range(nd))
+        if min(out) < 1:
             fail(node, "the kernel is larger than the padded input")
-        m = w.shape[0]
-        b = constant(node, graph, 2, "B (bias)")
-        geom = ConvGeom(c, h, wd, m, ks[0], ks[1], oh, ow, st[0], st[1], pt, pl)
+        if n == 1 and nd == 2 and group == 1 and dil == (1, 1):
+            geom: ConvGeom | ConvNd = ConvGeom(c, spatial[0], spatial[1], m, ks[0], ks[1], out[0], out[1],
+                                               st[0], st[1], begin[0], begin[1])
+        else:
+            geom = ConvNd(n, c, m, group, spatial, ks, st, dil, tuple(begin), out)
         if isinstance(node.params, ConvParams):    # second resolve: keep what the passes folded in
             node.params.geom = geom
         else:
+            b = constant(node, graph, 2, "B (bias)")
             bias = np.zeros(m, np.float32) if b is None else b.astype(np.float32).reshape(m)
             node.params = ConvParams(w.astype(np.float32), bias, geom)
-        set_out(node, graph, (1, m, oh, ow))
+        set_out(node, graph, (n, m, *out))
 
     def emit_f32(self, node, ctx):
         p = node.params
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         w = ctx.const("w", "float", p.W.reshape(-1))
         b = ctx.const("b", "float", p.bias)
+        if isinstance(p.geom, ConvNd):
+            return _loop(p.geom, x, w, b, y, p.relu)
         return [f"nn_conv2d_f32({x}, {w}, {b}, {y}, {p.geom.args()}, {int(p.relu)});"]
 
     # ---- int8
     def int8_domain(self, node, graph):
         from ..passes import alias_root
 
+        if isinstance(node.params.geom, ConvNd):
+            fail(node, "with --dtype int8 only 2-D convolution of one image, group 1, dilation 1")
         if graph.domains.get(alias_root(graph, node.inputs[0])) == "u8":
             fail(node, "internal error: raw pixels reach a Conv")
         return layer_domain(node, graph)
@@ -134,6 +166,36 @@ def conv_acc_ref(x: np.ndarray, q: LayerQ, g: ConvGeom) -> np.ndarray:
             acc += np.einsum("nchw,mc->nmhw", patch, wq[:, :, ky, kx])
     acc += q.bias.astype(np.int64)[None, :, None, None]
     return acc.reshape(n, g.M, -1)
+
+
+def _loop(g: ConvNd, x: str, w: str, b: str, y: str, relu: bool) -> list[str]:
+    nd = len(g.spatial)
+    cg, mg = g.C // g.group, g.M // g.group
+    ist, ost, kst = strides(g.spatial), strides(g.out), strides(g.kernel)
+    isz, osz, ksz = (int(np.prod(v)) for v in (g.spatial, g.out, g.kernel))
+    lines = ["{", f"    for (int n = 0; n < {g.N}; n++) for (int m = 0; m < {g.M}; m++) {{",
+             f"        const float *xg = {x} + (n * {g.C} + (m / {mg}) * {cg}) * {isz};",
+             f"        const float *wm = {w} + m * {cg * ksz};",
+             f"        float *yp = {y} + (n * {g.M} + m) * {osz};"]
+    ind = "        "
+    lines += [f"{ind}for (int o{d} = 0; o{d} < {g.out[d]}; o{d}++)" for d in range(nd)]
+    lines += [f"{ind}{{", f"{ind}    float acc = {b}[m];", f"{ind}    for (int c = 0; c < {cg}; c++) {{"]
+    ind2 = ind + "        "
+    for d in range(nd):
+        lines.append(f"{ind2}for (int k{d} = 0; k{d} < {g.kernel[d]}; k{d}++) {{")
+        lines.append(f"{ind2}    int i{d} = o{d} * {g.strides[d]} - {g.pads[d]} + k{d} * {g.dilations[d]};")
+        lines.append(f"{ind2}    if (i{d} < 0 || i{d} >= {g.spatial[d]}) continue;")
+        ind2 += "    "
+    xi = " + ".join(f"i{d} * {ist[d]}" for d in range(nd))
+    wi = " + ".join(f"k{d} * {kst[d]}" for d in range(nd))
+    lines.append(f"{ind2}acc += xg[c * {isz} + {xi}] * wm[c * {ksz} + {wi}];")
+    for _ in range(nd):
+        ind2 = ind2[:-4]
+        lines.append(f"{ind2}}}")
+    oi = " + ".join(f"o{d} * {ost[d]}" for d in range(nd))
+    store = "acc > 0.0f ? acc : 0.0f" if relu else "acc"
+    lines += [f"{ind}    }}", f"{ind}    yp[{oi}] = {store};", f"{ind}}}", "    }", "}"]
+    return lines
 
 
 OPERATORS = (Conv,)

@@ -13,11 +13,12 @@ import numpy as np
 
 from ._common import (
     activation,
-    attr_str,
     check_attrs,
     fail,
     n_inputs,
     numel,
+    out_dim,
+    pads_nd,
     set_out,
     strides,
 )
@@ -46,17 +47,6 @@ class PoolGeom:
         return ", ".join(str(v) for v in (self.C, h, w, kh, kw, oh, ow, sh, sw, pt, pl))
 
 
-def _out_dim(size, k, s, d, pb, pe, ceil):
-    eff = d * (k - 1) + 1
-    span = size + pb + pe - eff
-    if span < 0:
-        return 0
-    o = (-(-span // s) if ceil else span // s) + 1
-    if ceil and (o - 1) * s >= size + pb:     # the last window must start inside the input or the front pad
-        o -= 1
-    return o
-
-
 class MaxPool(Operator):
     OP_TYPES = ("MaxPool",)
 
@@ -78,22 +68,8 @@ class MaxPool(Operator):
             fail(node, f"strides={list(st)} / dilations={list(dil)} are not supported")
         ceil = bool(node.attrs.get("ceil_mode", 0))
         spatial = tuple(x.shape[2:])
-        auto = attr_str(node, "auto_pad", "NOTSET")
-        if auto in ("SAME_UPPER", "SAME_LOWER"):
-            begin, end, out = [], [], []
-            for d in range(nd):
-                o = -(-spatial[d] // st[d])
-                total = max((o - 1) * st[d] + dil[d] * (ks[d] - 1) + 1 - spatial[d], 0)
-                b = total // 2 if auto == "SAME_UPPER" else total - total // 2
-                begin.append(b)
-                end.append(total - b)
-                out.append(o)
-        else:
-            p = list(node.attrs.get("pads", [0] * 2 * nd)) if auto == "NOTSET" else [0] * 2 * nd
-            if len(p) != 2 * nd or min(p) < 0:
-                fail(node, f"pads={p} is not supported")
-            begin, end = p[:nd], p[nd:]
-            out = [_out_dim(spatial[d], ks[d], st[d], dil[d], begin[d], end[d], ceil) for d in range(nd)]
+        begin, end = pads_nd(node, spatial, ks, st, dil)
+        out = [out_dim(spatial[d], ks[d], st[d], dil[d], begin[d], end[d], ceil) for d in range(nd)]
         if min(out) < 1:
             fail(node, "the kernel is larger than the padded input")
         if any(max(begin[d], end[d]) >= dil[d] * (ks[d] - 1) + 1 for d in range(nd)):
