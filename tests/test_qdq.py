@@ -94,3 +94,14 @@ def test_output_codes_inverts_the_output_scale(tmp_path):
 def test_needs_model_json(tmp_path):
     with pytest.raises(UserError, match="model.json not found"):
         qdq.ort_int8_outputs(tmp_path, np.zeros((1, 784), np.uint8))
+
+
+@pytest.mark.parametrize("folder", ["native_int8", "native_cnn_int8"])
+def test_committed_int8_libraries_have_their_qdq_reference(folder):
+    """What evaluate uses for ort_int8_*: the committed folders carry model.json matching their ONNX."""
+    from mnist_mcu.paths import GENERATED_DIR
+
+    out = GENERATED_DIR / folder
+    px = random_pixels(np.random.default_rng(2), 50, 784, 0.8)
+    agree, lsb, _ = compare(out, px)
+    assert agree >= 0.98 and lsb <= 1
