@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
 from .errors import UserError
 from .paths import MODEL_DIR
+
+if TYPE_CHECKING:
+    from .transport import Device
 
 MAX_SIDE = 1024
 MAX_BODY = (MAX_SIDE * MAX_SIDE * 4) // 3 + 4096  # base64 of the largest drawing plus the JSON around it
@@ -63,13 +69,13 @@ def preprocess_steps(alpha) -> tuple[np.ndarray, dict]:
     h, w = crop.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = np.asarray(Image.fromarray(crop).resize(size, Image.LANCZOS), dtype=np.float32)
+    small = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS), dtype=np.float32)
     out = np.zeros((28, 28), np.float32)
     total = small.sum()
     rows, cols = np.indices(small.shape)
     cy, cx = (rows * small).sum() / total, (cols * small).sum() / total
-    top = min(max(int(round(14 - cy)), 0), 28 - small.shape[0])
-    left = min(max(int(round(14 - cx)), 0), 28 - small.shape[1])
+    top = min(max(round(float(14 - cy)), 0), 28 - small.shape[0])
+    left = min(max(round(float(14 - cx)), 0), 28 - small.shape[1])
     out[top:top + small.shape[0], left:left + small.shape[1]] = small
     fitted = np.clip(small, 0, 255).astype(np.uint8)
     steps = {"box": box, "scale": round(scale, 4), "fitted_shape": list(fitted.shape),
@@ -98,6 +104,13 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not a number")
 
 
+def _int_field(msg: dict, name: str) -> int:
+    v = msg.get(name)
+    if type(v) is not int:  # bool, float, inf, strings are all refused
+        raise UserError(f"malformed drawing request: {name} must be an integer, got {json.dumps(v)[:40]}")
+    return v
+
+
 def decode_drawing(body: bytes) -> np.ndarray:
     """{"width", "height", "pixels": base64 of width*height ink bytes} -> array; UserError if malformed."""
     try:
@@ -108,10 +121,7 @@ def decode_drawing(body: bytes) -> np.ndarray:
         raise UserError(f"malformed drawing request: {str(exc).splitlines()[0][:120]}") from None
     if not isinstance(msg, dict):
         raise UserError("malformed drawing request: expected a JSON object")
-    w, h, pixels = msg.get("width"), msg.get("height"), msg.get("pixels")
-    for name, v in (("width", w), ("height", h)):
-        if type(v) is not int:  # noqa: E721 (bool, float, inf, strings are all refused)
-            raise UserError(f"malformed drawing request: {name} must be an integer, got {json.dumps(v)[:40]}")
+    w, h, pixels = _int_field(msg, "width"), _int_field(msg, "height"), msg.get("pixels")
     if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
         raise UserError(f"drawing sides must be 1..{MAX_SIDE}; got {w}x{h}")
     if not isinstance(pixels, str):
@@ -149,7 +159,7 @@ class HostModel:
         opts.intra_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
+        except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own exception types)
             raise UserError(f"onnxruntime cannot load {onnx_path}: {str(exc).splitlines()[0]}") from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
@@ -244,10 +254,10 @@ def latency(ticks: int, info, target: str) -> dict:
 
     unit = tick_unit(info, target)
     if target == "qemu" or "instruction" in unit:
-        n = int(round(float(ticks_to_instructions(ticks, info.tick_hz, ICOUNT_SHIFT)))) if info.tick_hz else ticks
+        n = round(float(ticks_to_instructions(ticks, info.tick_hz, ICOUNT_SHIFT))) if info.tick_hz else ticks
         return {"instructions": n, "text": f"{n:,} instructions (emulator)"}
     us = ticks / info.tick_hz * 1e6 if info.tick_hz else None
-    cycles = int(round(ticks * info.cpu_hz / info.tick_hz)) if info.tick_hz and info.cpu_hz else None
+    cycles = round(ticks * info.cpu_hz / info.tick_hz) if info.tick_hz and info.cpu_hz else None
     parts = [f"{us:,.0f} µs" if us is not None else None, f"{cycles:,} cycles" if cycles is not None else None]
     return {"us": us, "cycles": cycles, "text": ", ".join(p for p in parts if p) or f"{ticks} ticks"}
 
@@ -284,7 +294,13 @@ class QemuLink(_Link):
 
     def __init__(self, elf, machine: str, timeout: float = 2.0, watch_interval: float = 0.5):
         super().__init__()
-        self.elf, self.machine, self.timeout = elf, machine, timeout
+        elf = Path(elf)
+        if not elf.is_file():
+            raise UserError(f"firmware {elf} not found; build it first (pio run -e <env>)")
+        # restart the firmware the page started with, even if the build folder changes meanwhile
+        self._dir = tempfile.mkdtemp(prefix="mnist-mcu-draw-")
+        self.elf = Path(shutil.copy2(elf, Path(self._dir) / elf.name))
+        self.machine, self.timeout = machine, timeout
         self.qemu = None
         self._notice: str | None = None
         self._stop = threading.Event()
@@ -351,6 +367,7 @@ class QemuLink(_Link):
         with self.lock:
             if self.qemu is not None:
                 self.qemu.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class SerialLink(_Link):
@@ -362,7 +379,7 @@ class SerialLink(_Link):
     def __init__(self, port: str, timeout: float = 2.0):
         super().__init__()
         self.port, self.timeout = port, timeout
-        self.device = None
+        self.device: Device | None = None
 
     def start(self, total: float = 10.0):
         from .transport import Device
@@ -438,16 +455,16 @@ class DrawServer(ThreadingHTTPServer):
 
     @property
     def port(self) -> int:
-        return self.server_address[1]
+        return int(self.server_address[1])
 
     def url(self) -> str:
-        host = self.server_address[0]
+        host = str(self.server_address[0])
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/"
 
     def allowed_hosts(self) -> set[str] | None:
         """Host headers we answer (None: any, when bound to all interfaces on purpose)."""
-        host = self.server_address[0]
+        host = str(self.server_address[0])
         if host in ("0.0.0.0", "::"):
             return None
         names = set(LOOPBACK_NAMES) | {f"[{host}]" if ":" in host else host}
@@ -601,7 +618,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(exc.code, {"error": str(exc)})
         except DeviceUnavailable as exc:
             return self._json(503, {"error": str(exc), "retry": True}, headers=[("Retry-After", "2")])
-        except Exception as exc:  # a bug must still get an answer, and a line in the terminal
+        except Exception as exc:  # noqa: BLE001 (a bug must still get an answer and a line in the terminal)
             print(f"draw: internal error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
             return self._json(500, {"error": f"internal error: {type(exc).__name__}: {_one_line(exc)}"})
         self._json(200, result)
@@ -678,8 +695,8 @@ def cli(env_name, target, port, host, listen, no_build, model):
     link = None
     try:
         int8_dir = env.model_dir if env.dtype == "int8" and env.backend == "native" else None
-        recogniser_args = dict(onnx_path=onnx_path, int8_dir=int8_dir,
-                               reject_threshold=reject_threshold_for(onnx_path))
+        recogniser_args = {"onnx_path": onnx_path, "int8_dir": int8_dir,
+                           "reject_threshold": reject_threshold_for(onnx_path)}
         HostModel(onnx_path)  # a bad model: one line before the build
         if target == "serial":
             link = SerialLink(port)

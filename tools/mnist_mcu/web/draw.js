@@ -3,7 +3,10 @@
 // /predict and the device's and the host's answers are shown side by side.
 const $ = id => document.getElementById(id);
 const pad = $("pad"), ctx = pad.getContext("2d"), overlay = $("overlay").getContext("2d");
-const BRUSH = 22, ASK_DELAY_MS = 300;
+const BRUSH = 22;
+// ?delay=MS: the pause after the last stroke before the drawing is sent (tests draw fast)
+const query = new URLSearchParams(location.search), askDelay = Number(query.get("delay"));
+const ASK_DELAY_MS = query.has("delay") && askDelay >= 0 && askDelay <= 2000 ? askDelay : 300;
 // What the page is doing, for people reading the code and for the browser test.
 const state = window.drawState = { seq: 0, done: 0, timer: null, result: null, error: null, strokes: 0, ink: false };
 let pointer = null, last = null, lastBody = null;
@@ -54,6 +57,7 @@ function clearAll() {
   cancelAsk();
   state.seq++; state.done = state.seq;  // answers still on their way are dropped
   state.result = null; state.error = null; state.ink = false; state.strokes = 0; pointer = null;
+  $("ask").disabled = false;
   ctx.clearRect(0, 0, pad.width, pad.height);
   overlay.clearRect(0, 0, pad.width, pad.height);
   $("hint").hidden = false;
@@ -118,7 +122,7 @@ function show(d) {
   if (d.status === "empty") { $("message").textContent = d.message; return; }
   $("dev-answer").textContent = d.status === "reject" ? "?" : d.device_class;
   $("host-answer").textContent = d.host_class;
-  $("host-title").textContent = `the host says (${d.host_label})`;
+  $("host-title").textContent = d.host_label;
   $("message").textContent = d.status === "reject" ? d.message : (d.device_class === d.host_class ? "" : "device and host disagree");
   $("latency").textContent = `${d.latency.text} per inference on the device`;
   if (d.float_class !== d.host_class || d.host_label.indexOf("int8") >= 0)
@@ -167,7 +171,7 @@ async function describe() {
       : `latency in \u00b5s and cycles at ${(d.cpu_hz / 1e6).toFixed(0)} MHz`;
     $("device").textContent = `${d.env}: ${d.board}, ${d.backend} ${d.dtype} \u00b7 ${unit}` +
       (d.status && d.status !== "ready" ? ` \u00b7 ${d.status}` : "");
-    $("host-title").textContent = `the host says (${d.host_label})`;
+    $("host-title").textContent = d.host_label || "";
   } catch (_) {
     $("device").textContent = "the server does not answer";
   }
