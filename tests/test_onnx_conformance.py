@@ -88,7 +88,9 @@ def run_suite(tmp_path):
             text, g = compile_graph(model, entry=f"case_{i}", command=f"ONNX node test {name}")
         except UserError as exc:
             msg = str(exc)
-            ok = "\n" not in msg and (op in msg or "operator" in msg)
+            # a deliberate rejection names the operator in one line; an unexpected exception
+            # turned into a UserError by ops.guarded is a generator bug, not a rejection
+            ok = "\n" not in msg and (op in msg or "operator" in msg) and "by the native backend (" not in msg
             results[name] = ("reject", msg) if ok else ("wrong", f"unclear rejection: {msg!r}")
             continue
         src = tmp_path / f"case_{i}.c"
