@@ -24,15 +24,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mnist_mcu.evaluate import EvalOptions, evaluate, load_test_set
+from mnist_mcu.evaluation.session import StreamOptions, run_qemu, stream_to_ports
+from mnist_mcu.farm import Farm  # imports labgrid only when used
 from mnist_mcu.paths import ROOT
+from mnist_mcu.qemu import Qemu, free_port, start_all, stop_all
 
 pytestmark = pytest.mark.qemu
 pytest.importorskip("labgrid", reason="labgrid is not installed: pip install -e '.[farm]' (tools/setup.sh does)")
-
-from mnist_mcu.evaluate import EvalOptions, evaluate, load_test_set  # noqa: E402
-from mnist_mcu.evaluation.session import StreamOptions, run_qemu, stream_to_ports  # noqa: E402
-from mnist_mcu.farm import Farm  # noqa: E402
-from mnist_mcu.qemu import Qemu, free_port, start_all, stop_all  # noqa: E402
 
 ENV = "qemu_f405_int8"
 SUBSET = 300
@@ -52,7 +51,7 @@ def _spawn(args, cwd, log: Path, env=None) -> subprocess.Popen:
     from mnist_mcu.qemu import _die_with_parent  # the same PR_SET_PDEATHSIG guard as QEMU's
 
     return subprocess.Popen([str(a) for a in args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)  # noqa: PLW1509 - test process, no threads yet
 
 
 def _stop(proc: subprocess.Popen):
@@ -75,7 +74,7 @@ class Lab:
     def client(self, *args, user: str | None = None, check=True) -> subprocess.CompletedProcess:
         env = dict(os.environ, **({"LG_USERNAME": user} if user else {}))
         res = subprocess.run([str(BIN / "labgrid-client"), "-x", self.address, *args], capture_output=True,
-                             text=True, env=env, timeout=60)
+                             text=True, env=env, timeout=60, check=False)
         if check and res.returncode != 0:
             raise AssertionError(f"labgrid-client {' '.join(args)}: {res.stderr or res.stdout}")
         return res
@@ -143,7 +142,7 @@ def _evaluate_cli(lab: Lab, *args, wait=True, **kwargs):
     cmd = [str(BIN / "mnist-mcu"), "evaluate", "--env", ENV, "--target", "labgrid", "--coordinator", lab.address,
            "--no-build", "--no-plots", *args]
     if wait:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=900, **kwargs)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, **kwargs)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -239,19 +238,28 @@ def test_full_test_set_on_two_places(lab, mnist_dir, tmp_path):
 
 # ---------------------------------------------------------------------- pytest --lg-env
 
-def test_hardware_tests_run_on_a_place(lab, mnist_dir, tmp_path):
-    """tests/test_hardware.py through labgrid's pytest plugin against an emulated place."""
+@pytest.mark.parametrize("acquired_before", [False, True], ids=["acquired-by-the-tests", "acquired-by-the-user"])
+def test_hardware_tests_run_on_a_place(lab, mnist_dir, tmp_path, acquired_before):
+    """tests/test_hardware.py through labgrid's pytest plugin against an emulated place: a free
+    place is held for the session; one the user acquired first (labgrid's usual
+    `labgrid-client -c FILE acquire`) is used and stays theirs."""
     env_file = tmp_path / "farm.yaml"
     env_file.write_text("targets:\n  main:\n    resources:\n      RemotePlace:\n        name: farm-a\n"
                         f"    options:\n      mnist_mcu_env: {ENV}\n")
+    if acquired_before:
+        lab.client("-c", str(env_file), "acquire")
     res = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_hardware.py"), "-m", "hardware",
                           "--lg-env", str(env_file), "--lg-coordinator", lab.address, "--hw-limit", "200",
                           "-p", "no:cacheprovider", "-q", "-rs"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=600,
-                         env=dict(os.environ, MNIST_DIR=mnist_dir))
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert " passed" in res.stdout and "skipped" not in res.stdout, res.stdout[-2000:]
-    assert not lab.holders(), "place left held"
+                         env=dict(os.environ, MNIST_DIR=mnist_dir), check=False)
+    try:
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        assert "3 passed" in res.stdout and "skipped" not in res.stdout, res.stdout[-2000:]
+        assert set(lab.holders()) == ({"farm-a"} if acquired_before else set())
+    finally:
+        if acquired_before:
+            lab.client("-c", str(env_file), "release")
 
 
 # ---------------------------------------------------------------------- failures
@@ -276,7 +284,7 @@ def test_coordinator_down(lab, mnist_dir):
     t0 = time.monotonic()
     res = subprocess.run([str(BIN / "mnist-mcu"), "evaluate", "--env", ENV, "--target", "labgrid", "--place", "farm-a",
                           "--coordinator", nobody, "--no-build", "--limit", "20", "--data-dir", mnist_dir],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     took = time.monotonic() - t0
     line = _error_line(res.stderr)
     assert res.returncode == 2 and took < FAILS_WITHIN

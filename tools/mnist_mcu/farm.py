@@ -26,10 +26,11 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import click
 
@@ -51,7 +52,7 @@ def coordinator_address(value: str | None = None) -> str:
 
 def _client():
     try:
-        import labgrid.remote.client as client
+        from labgrid.remote import client
     except ImportError:
         raise UserError("labgrid is not installed; install the farm extra: .venv/bin/pip install -e '.[farm]' "
                         "(tools/setup.sh does)") from None
@@ -78,8 +79,8 @@ class Place:
     name: str
     tags: dict
     url: str                     # pyserial URL of the device's UART
-    target: object = field(repr=False)   # labgrid Target holding the place's resources
-    probe: object | None = field(default=None, repr=False)  # debug probe resource, if any
+    target: Any = field(repr=False)  # labgrid Target holding the place's resources
+    probe: Any = field(default=None, repr=False)  # debug probe resource, if any
     flashed: bool = False
 
     def record(self) -> dict:
@@ -100,23 +101,23 @@ class Farm:
     def __init__(self, coordinator: str | None = None, echo: Callable[[str], None] | None = None):
         self.address = coordinator_address(coordinator)
         self.echo = echo or (lambda msg: click.echo(msg, err=True))
-        self.session = None
+        self.session: Any = None  # labgrid's ClientSession
         self.held: list[str] = []
         self._targets: list = []
 
     # ------------------------------------------------------------------ session
-    def __enter__(self) -> "Farm":
+    def __enter__(self) -> Farm:  # noqa: PYI034
         return self.open()
 
     def __exit__(self, *exc):
         self.close()
 
-    def open(self) -> "Farm":
+    def open(self) -> Farm:
         client = _client()
         _quiet_labgrid()
         try:
             self.session = client.start_session(self.address)
-        except Exception as exc:  # ServerError, grpc errors, a malformed address
+        except Exception as exc:  # noqa: BLE001 - ServerError, grpc errors, a malformed address
             raise UserError(f"cannot reach the labgrid coordinator at {self.address} ({_one_line(exc)}); "
                             "start labgrid-coordinator there or pass --coordinator HOST:PORT "
                             "(or set LG_COORDINATOR)") from None
@@ -133,7 +134,7 @@ class Farm:
                 try:
                     session.loop.run_until_complete(_bounded(session.stop()))
                     session.loop.run_until_complete(_bounded(session.close()))
-                except Exception:  # the coordinator may be gone; nothing left to tidy there
+                except Exception:  # noqa: BLE001, S110 - the coordinator may be gone; nothing to tidy there
                     pass
 
     def _call(self, coro):
@@ -173,14 +174,20 @@ class Farm:
                                 f"create it with `labgrid-client -p {pattern} create` and add-match its resources")
         return list(dict.fromkeys(names))  # each place once, in the order given
 
-    def acquire(self, names: list[str]) -> list[Place]:
-        """Acquire all the places or none; returns them expanded into resources."""
+    def acquire(self, names: list[str], reuse_own: bool = False) -> list[Place]:
+        """Acquire all the places or none; returns them expanded into resources. With reuse_own,
+        a place this user already holds on this host (`labgrid-client acquire` before the run) is
+        used as it is and left held."""
         from labgrid.remote.generated import labgrid_coordinator_pb2 as pb
 
         client = _client()
         places = self.places()
+        me = f"{self.session.gethostname()}/{self.session.getuser()}"
+        own = [n for n in names if reuse_own and places[n].acquired == me]
         for name in names:  # check all first, so a held place costs nothing
             place = places[name]
+            if name in own:
+                continue
             if place.acquired:
                 raise UserError(f"place {name} is held by {place.acquired}; wait until it is released "
                                 f"(`labgrid-client who` lists who holds what; the holder runs "
@@ -189,10 +196,10 @@ class Farm:
                 self.session.check_matches(place)
             except client.Error as exc:
                 raise UserError(f"place {name}: {_one_line(exc)} (is its exporter running?)") from None
-        for name in names:
+        for name in (n for n in names if n not in own):
             try:
                 self._call(self.session.stub.AcquirePlace(pb.AcquirePlaceRequest(placename=name)))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - grpc errors (e.g. a resource taken meanwhile)
                 holder = self.places().get(name)
                 who = f" (held by {holder.acquired})" if holder is not None and holder.acquired else ""
                 raise UserError(f"cannot acquire place {name}{who}: {_grpc_details(exc)}") from None
@@ -206,7 +213,7 @@ class Farm:
             name = self.held.pop()
             try:
                 self._call(self.session.stub.ReleasePlace(pb.ReleasePlaceRequest(placename=name)))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - warn and go on releasing the others
                 self.echo(f"warning: could not release place {name} ({_grpc_details(exc)}); "
                           f"release it with `labgrid-client -p {name} release`")
 
@@ -221,7 +228,7 @@ class Farm:
         self._targets.append(target)
         try:
             RemotePlace(target, name=name)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - labgrid raises several kinds here
             raise UserError(f"place {name}: cannot read its resources ({_one_line(exc)})") from None
         resources = [r for r in target.resources if type(r).__name__ not in ("RemotePlace",)]
         serials = [r for r in resources if type(r).__name__ in SERIAL_CLASSES]
@@ -250,7 +257,7 @@ class Farm:
             driver = OpenOCDDriver(place.target, name=None, board_config=board_cfg, load_commands=LOAD_COMMANDS)
             place.target.activate(driver)
             driver.load(str(elf))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ExecutionError, SSH errors, a missing openocd
             raise UserError(f"place {place.name}: flashing {env.name} through OpenOCD failed: "
                             f"{_one_line(exc)}") from None
         place.flashed = True
@@ -270,7 +277,7 @@ def _grpc_details(exc: BaseException) -> str:
     if callable(details):
         try:
             return str(details())
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - fall back to the exception's text
             pass
     return _one_line(exc)
 
@@ -280,7 +287,7 @@ def _forget_target(target):
     polling our closed session otherwise)."""
     try:
         target.cleanup()
-    except Exception:
+    except Exception:  # noqa: BLE001, S110 - best effort on the way out
         pass
     from labgrid.resource.remote import RemotePlaceManager
 
@@ -344,8 +351,10 @@ def place_for_tests(lg_env, env_name: str | None = None, build: bool = True):
     """The place of a labgrid environment file (pytest --lg-env FILE), held for a test session.
 
     The file's target `main` (or its only target) names the place as a RemotePlace; its option
-    `mnist_mcu_env` names the platformio.ini env unless `env_name` is given. The place is
-    flashed when it has a debug probe. Yields (Place, env name)."""
+    `mnist_mcu_env` names the platformio.ini env unless `env_name` is given. A free place is
+    acquired and released at the end; one the user acquired beforehand (labgrid's usual
+    `labgrid-client -c FILE acquire`) is used and stays held. The place is flashed when it has
+    a debug probe. Yields (Place, env name)."""
     from labgrid.factory import target_factory
 
     cfg = lg_env.config
@@ -362,7 +371,7 @@ def place_for_tests(lg_env, env_name: str | None = None, build: bool = True):
         raise UserError(f"{lg_env.config_file}: give the firmware's env with --env or the target option mnist_mcu_env")
     env = fw.get_env(env_name)
     with Farm(cfg.get_option("coordinator_address", "") or None) as farm:
-        place = farm.acquire(farm.select(names))[0]
+        place = farm.acquire(farm.select(names), reuse_own=True)[0]
         if place.probe is not None:
             farm.flash(place, fw.build(env) if build else fw.require_elf(env), env)
         yield place, env_name
