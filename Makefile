@@ -11,14 +11,14 @@ ENVS    := qemu_an386_deepc qemu_f405_f32 qemu_f405_int8 qemu_f405_cnn_int8 nucl
 BACKEND ?= all
 PYTEST_ARGS ?=
 
-.PHONY: all setup train generate build benchmark draw test test-fast clean help
+.PHONY: all setup train generate build benchmark draw screenshot test test-fast clean help
 
 help:
 	@echo "make all        set up, train, compile (deepC + native), build, run all 10,000 test images under QEMU"
 	@echo "make all BACKEND=deepc|native   the same for one backend"
 	@echo "make test       set up and run every test (unit, host-compiled C, QEMU end-to-end, slow ones too)"
 	@echo "make test-fast  everything but the slow tests"
-	@echo "make train | generate | build | benchmark | draw"
+	@echo "make train | generate | build | benchmark | draw | screenshot"
 
 setup:
 	@bash tools/setup.sh
@@ -54,6 +54,10 @@ benchmark: setup
 
 draw: setup
 	$(BIN)/mnist-mcu draw --env qemu_f405_cnn_int8
+
+# README's picture of the draw page, taken with the browser test's headless chromium.
+screenshot: setup
+	$(BIN)/python -m mnist_mcu.web.screenshot --out docs/draw.png
 
 test: setup
 	$(BIN)/python -m pytest -v $(PYTEST_ARGS)
