@@ -9,6 +9,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,7 @@ def _tmp_project(root: Path, lib_dir: Path, board: str = "netduinoplus2") -> Pat
 src_dir = {src}
 include_dir = {FW / "include"}
 boards_dir = {FW / "boards"}
+lib_dir = {FW / "lib"}
 
 [env:test]
 platform = symlink://{FW / "platform"}
@@ -177,6 +179,7 @@ board = {board}
 board_build.ldscript = {ldscript}
 build_unflags = -Os
 build_flags = -Wextra -O2 -ffp-contract=off
+lib_deps = nnkernels
 build_src_filter = +<app/> +<bsp/common/> +<bsp/{bsp}/> +<generated/model/>
 """)
     return root
@@ -201,6 +204,71 @@ def test_model_too_big_for_flash_fails_at_link(tmp_path):
     assert proc.returncode != 0, out[-3000:]
     assert re.search(r"region `FLASH' overflowed by \d+ bytes", out), out[-3000:]
     assert not (project / ".pio" / "build" / "test" / "firmware.bin").exists()
+    # the one-line cause the CLI prints names the region and the size, not collect2's exit status
+    cause = firmware.build_failure_cause(out)
+    assert re.fullmatch(r"region 'FLASH' overflowed by \d+ bytes \(flash overflow: .*\)", cause), cause
+
+
+# -- build failures: one line naming the real cause (issue 13) ---------------------------------
+
+LD_LOG = """Linking .pio/build/qemu_f405_f32/firmware.elf
+/usr/lib/gcc/arm-none-eabi/12.2.1/../../../arm-none-eabi/bin/ld: .pio/build/qemu_f405_f32/firmware.elf section \
+`.rodata' will not fit in region `FLASH'
+/usr/lib/gcc/arm-none-eabi/12.2.1/../../../arm-none-eabi/bin/ld: region `FLASH' overflowed by 584960 bytes
+collect2: error: ld returned 1 exit status
+*** [.pio/build/qemu_f405_f32/firmware.elf] Error 1
+"""
+
+
+@pytest.mark.parametrize("log,expect", [
+    (LD_LOG, "region 'FLASH' overflowed by 584960 bytes (flash overflow"),
+    ("ld: region `RAM' overflowed by 1200 bytes\ncollect2: error: ld returned 1 exit status\n",
+     "region 'RAM' overflowed by 1200 bytes (RAM overflow"),
+    ("ld: section .bss will not fit in region RAM\ncollect2: error: ld returned 1 exit status\n",
+     "section .bss will not fit in region 'RAM' (RAM overflow)"),
+    ("firmware/app/a.c: In function 'f':\nfirmware/app/a.c:3:5: error: 'x' undeclared\n"
+     "firmware/app/a.c:4:5: error: second\n*** [a.o] Error 1\n", "firmware/app/a.c:3: error: 'x' undeclared"),
+    ("main.c:(.text+0x8): undefined reference to `model_run'\ncollect2: error: ld returned 1 exit status\n",
+     "undefined reference to 'model_run' (link error)"),
+], ids=["flash", "ram", "wont-fit", "compiler", "undefined"])
+def test_build_failure_cause_names_the_real_cause(log, expect):
+    cause = firmware.build_failure_cause(log)
+    assert cause.startswith(expect) and "collect2" not in cause and "\n" not in cause, cause
+
+
+@pytest.mark.slow
+def test_compiler_error_is_the_one_line_cause(tmp_path):
+    """A real compile error through the real build: the first `file:line: error:` line."""
+    _need_toolchain()
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "model.c").write_text('#include "model.h"\nint model_run(const unsigned char *p, float *o) '
+                                 "{ return undeclared_thing; }\n")
+    proc = _pio_run(_tmp_project(tmp_path / "proj", lib))
+    assert proc.returncode != 0
+    cause = firmware.build_failure_cause(proc.stdout + proc.stderr)
+    assert cause and "model.c:2: error:" in cause and "undeclared_thing" in cause, cause
+
+
+@pytest.mark.slow
+def test_failed_run_leaves_library_and_firmware_as_they_were(tmp_path):
+    """`mnist-mcu run` with a model too big for flash: one line naming the overflow; the env's
+    library folder and its firmware.elf are byte for byte what they were (issue 13)."""
+    _need_toolchain()
+    env = firmware.get_env("qemu_f405_f32")
+    firmware.build(env)
+    tree = {p: p.read_bytes() for p in sorted(env.model_dir.rglob("*")) if p.is_file()}
+    elf = env.elf.read_bytes()
+    onnx_path = _onnx_mlp(tmp_path / "big.onnx", hidden=400, outputs=10)
+    proc = subprocess.run([str(Path(sys.executable).parent / "mnist-mcu"), "run", "--backend", "native",
+                           "--dtype", "f32", "--model", str(onnx_path), "--limit", "1"],
+                          capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert re.search(r"region 'FLASH' overflowed by \d+ bytes", lines[0]) and "collect2" not in lines[0]
+    assert {p: p.read_bytes() for p in sorted(env.model_dir.rglob("*")) if p.is_file()} == tree
+    assert env.elf.read_bytes() == elf
+    assert not [p for p in env.model_dir.parent.iterdir() if ".stage-" in p.name or ".tmp-" in p.name]
 
 
 @pytest.mark.slow

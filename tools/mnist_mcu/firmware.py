@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,24 +144,50 @@ def _build_lock(env_name: str):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build(env: Env | str, verbose: bool = False) -> Path:
-    """`pio run -e ENV`; returns the ELF. Build failures are one-line UserErrors (log kept)."""
+def build(env: Env | str, verbose: bool = False, sysenv: dict | None = None) -> Path:
+    """`pio run -e ENV`; returns the ELF. Build failures are one-line UserErrors (log kept).
+    sysenv: PLATFORMIO_* overrides (build_staged builds from another source tree)."""
     env = get_env(env) if isinstance(env, str) else env
-    if not env.model_dir.is_dir():
+    if not sysenv and not env.model_dir.is_dir():
         raise UserError(f"model library {env.model_dir.relative_to(ROOT)} for env {env.name} does not exist; "
                         f"run `mnist-mcu compile` with --backend {env.backend} --dtype {env.dtype} first")
+    build_dir = Path(sysenv["PLATFORMIO_BUILD_DIR"]) if sysenv and "PLATFORMIO_BUILD_DIR" in sysenv \
+        else ROOT / ".pio" / "build"
+    elf = build_dir / env.name / "firmware.elf"
     log = ROOT / ".pio" / f"build-{env.name}.log"
     cmd = [pio_executable(), "run", "-e", env.name]
     with _build_lock(env.name):
         log.parent.mkdir(exist_ok=True)
         with open(log, "w") as fh:
             proc = subprocess.run(cmd, cwd=ROOT, stdout=None if verbose else fh,
+                                  env=dict(os.environ, **sysenv) if sysenv else None,
                                   stderr=subprocess.STDOUT if not verbose else None, text=True)
-    if proc.returncode != 0 or not env.elf.is_file():
+    if proc.returncode != 0 or not elf.is_file():
         first = _first_error(log) if not verbose else None
         hint = f": {first}" if first else ""
         raise UserError(f"building env {env.name} failed (`pio run -e {env.name}`){hint}; full log: {log}")
-    return env.elf
+    return elf
+
+
+def build_staged(env: Env, model_src: Path) -> None:
+    """Build env with the library in model_src (not yet in place) and nothing else changed: a
+    private source tree of symlinks (the repo's firmware/ with the env's library folder pointing
+    at model_src) and a private build folder. The repo's firmware/ and .pio/build/ are never
+    touched, so a failure leaves the last good firmware as it was (and PlatformIO's project
+    checksum, which lists every source file, does not change under other builds)."""
+    fw_dir = ROOT / "firmware"
+    rel = env.model_dir.relative_to(fw_dir).parts
+    with tempfile.TemporaryDirectory(prefix=f"mnist-mcu-stage-{env.name}-") as tmp:
+        src = Path(tmp) / "src"
+        real, mirror = fw_dir, src
+        for part in rel:  # mirror the path down to the library folder
+            mirror.mkdir()
+            for entry in real.iterdir():
+                if entry.name != part:
+                    (mirror / entry.name).symlink_to(entry)
+            real, mirror = real / part, mirror / part
+        mirror.symlink_to(Path(model_src).resolve(), target_is_directory=True)
+        build(env, sysenv={"PLATFORMIO_SRC_DIR": str(src), "PLATFORMIO_BUILD_DIR": str(Path(tmp) / "build")})
 
 
 def upload(env: Env | str) -> None:
@@ -177,14 +204,48 @@ def upload(env: Env | str) -> None:
                         f"{': ' + first if first else ''}; full log: {log}")
 
 
+_REGION_OVERFLOW = re.compile(r"region [`'\"]?(\w+)['\"]? overflowed by (\d+) bytes")
+_WONT_FIT = re.compile(r"section [`'\"]?([\w.]+)['\"]? will not fit in region [`'\"]?(\w+)")
+_COMPILER_ERROR = re.compile(r"^(\S+?):(\d+):(?:\d+:)? (?:fatal )?error: (.*)$")
+_UNDEFINED = re.compile(r"undefined reference to [`'\"]?([^'\"]+)['\"]?")
+_NOISE = re.compile(r"collect2: error: ld returned|\*\*\* \[|Error 1$|^=+ \[FAILED\]")
+
+
+def build_failure_cause(text: str) -> str | None:
+    """The real cause of a failed build, in one line: flash/RAM overflow and by how much, the
+    first compiler error, the first undefined symbol; never `ld returned 1 exit status`."""
+    overflows = _REGION_OVERFLOW.findall(text)
+    if overflows:
+        parts = [f"region '{r}' overflowed by {n} bytes ({'flash' if 'FLASH' in r.upper() else 'RAM'} "
+                 "overflow: the model does not fit this board)" if i == 0 else f"region '{r}' by {n} bytes"
+                 for i, (r, n) in enumerate(dict.fromkeys(overflows))]
+        return "; ".join(parts)
+    fit = _WONT_FIT.search(text)
+    if fit:
+        kind = "flash" if "FLASH" in fit.group(2).upper() else "RAM"
+        return f"section {fit.group(1)} will not fit in region '{fit.group(2)}' ({kind} overflow)"
+    for line in text.splitlines():
+        m = _COMPILER_ERROR.match(line.strip())
+        if m:
+            return f"{m.group(1)}:{m.group(2)}: error: {m.group(3)}"[:300]
+    undef = _UNDEFINED.search(text)
+    if undef:
+        return f"undefined reference to '{undef.group(1)}' (link error)"
+    for line in text.splitlines():
+        if re.search(r"\berror\b|Error:", line) and not _NOISE.search(line):
+            return line.strip()[:300]
+    return None
+
+
 def _first_error(log: Path) -> str | None:
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        text = log.read_text(errors="replace")
     except OSError:
         return None
-    for line in lines:
-        if re.search(r"\berror\b|Error:|\*\*\*", line):
-            return line.strip()[:300]
+    cause = build_failure_cause(text)
+    if cause:
+        return cause
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     return lines[-1].strip()[:300] if lines else None
 
 

@@ -79,12 +79,15 @@ _redirect: contextvars.ContextVar[dict[Path, Path]] = contextvars.ContextVar("ou
 
 
 @contextlib.contextmanager
-def staged(out_dir: Path):
-    """Within the block, a compile into out_dir writes into a temporary sibling folder instead
-    (yielded; its files still name out_dir); the caller builds from it, then calls swap_in()."""
+def staged(out_dir: Path, where: Path | None = None):
+    """Within the block, a compile into out_dir writes into a temporary folder instead (yielded;
+    its files still name out_dir), under `where` (default: beside out_dir; same file system);
+    the caller builds from it, then calls swap_in()."""
     real = check(out_dir)
     real.parent.mkdir(parents=True, exist_ok=True)
-    holder = Path(tempfile.mkdtemp(prefix=f".{real.name}.stage-", dir=real.parent))
+    where = Path(where) if where else real.parent
+    where.mkdir(parents=True, exist_ok=True)
+    holder = Path(tempfile.mkdtemp(prefix=f".{real.name}.stage-", dir=where))
     stage = holder / real.name
     token = _redirect.set({**_redirect.get(), real: stage})
     try:
@@ -100,8 +103,10 @@ def write(out_dir: Path, files: dict[str, str | bytes]) -> Path:
     The replaced folder is checked again right before the swap and removed only once the new
     one is in place; on any failure the old folder is back where it was."""
     real = check(out_dir)
-    real.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{real.name}.tmp-", dir=real.parent))
+    target = _redirect.get().get(real)  # inside staged(): write there, nothing is swapped in
+    home = target.parent if target is not None else real.parent
+    home.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{real.name}.tmp-", dir=home))
     try:
         stage.chmod(0o755)
         for name, data in files.items():
@@ -115,8 +120,7 @@ def write(out_dir: Path, files: dict[str, str | bytes]) -> Path:
             else:
                 path.write_text(data)
         (stage / MARKER).write_text(_MARKER_HEAD + "".join(f"{n}\n" for n in sorted(files)))
-        target = _redirect.get().get(real)
-        if target is not None:  # inside staged(): leave it for the caller's build and swap_in
+        if target is not None:  # leave it for the caller's build and swap_in
             shutil.rmtree(target, ignore_errors=True)
             os.replace(stage, target)
         else:

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from . import firmware as fw
+from . import outdir
 from .compile import compile_model
 from .errors import UserError
 from .evaluate import evaluate, summary_lines
@@ -27,6 +28,17 @@ def pick_env(backend, dtype, env_name=None):
     return env
 
 
+def compile_and_build(env, model, backend, dtype, data_dir) -> Path:
+    """Transactional: compile into a temporary folder, build the env from it, then swap it in.
+    On any failure the env's library folder and its last good firmware are as they were."""
+    # staged outside firmware/: PlatformIO rebuilds everything when the source file list changes
+    with outdir.staged(env.model_dir, where=ROOT / ".pio" / "stage") as stage:
+        compile_model(model, backend, dtype, out_dir=env.model_dir, data_dir=data_dir)
+        fw.build_staged(env, stage)
+        outdir.swap_in(stage, env.model_dir)
+    return env.model_dir
+
+
 @click.command("run")
 @click.option("--backend", type=click.Choice(["deepc", "native"]), default="deepc", show_default=True)
 @click.option("--dtype", type=click.Choice(["f32", "int8"]), default="f32", show_default=True)
@@ -36,14 +48,14 @@ def pick_env(backend, dtype, env_name=None):
               help="platformio.ini environment (default: qemu_an386_deepc, qemu_f405_f32 or qemu_f405_int8)")
 @click.option("--target", type=click.Choice(["qemu", "serial"]), default=None, help="default from the env")
 @click.option("--port", default=None, help="serial port URL for --target serial")
-@click.option("--limit", type=int, default=None, help="only the first N test images")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="only the first N test images")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
 def cli(backend, dtype, model, env_name, target, port, limit, data_dir):
     """Compile MODEL with BACKEND, build the firmware and check it on the device."""
     env = pick_env(backend, dtype, env_name)
     model = Path(model) if model else env.model_onnx
     # into the env's own library folder (custom_model_dir), the one its firmware builds
-    out = compile_model(model, backend, dtype, out_dir=env.model_dir, data_dir=data_dir)
+    out = compile_and_build(env, model, backend, dtype, data_dir)
     click.echo(f"compiled {model} with {backend} {dtype} into {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     target = target or ("qemu" if env.is_qemu else "serial")
     # on a board the path includes flashing the new firmware
