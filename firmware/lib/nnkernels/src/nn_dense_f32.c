@@ -18,24 +18,35 @@
 
 #if defined(NN_REFERENCE_KERNELS)
 
+/* the plain loops for the input-major layout: every input, every output, in place */
 void nn_dense_f32(const float *x, const float *wt, const float *b, float *y, int n_in, int n_out, int relu)
 {
-    for (int o = 0; o < n_out; o++) {
-        float acc = b[o];
-        for (int i = 0; i < n_in; i++)
-            acc = acc + wt[(long)i * n_out + o] * x[i];
-        y[o] = (relu && acc < 0.0f) ? 0.0f : acc;
+    for (int o = 0; o < n_out; o++)
+        y[o] = b[o];
+    for (int i = 0; i < n_in; i++) {
+        const float v = x[i];
+        const float *w = wt + (long)i * n_out;
+        for (int o = 0; o < n_out; o++)
+            y[o] = y[o] + w[o] * v;
     }
+    for (int o = 0; o < n_out; o++)
+        if (relu && y[o] < 0.0f)
+            y[o] = 0.0f;
 }
 
 void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y, int n_in, int n_out, int relu)
 {
-    for (int o = 0; o < n_out; o++) {
-        float acc = b[o];
-        for (int i = 0; i < n_in; i++)
-            acc = acc + wt[(long)i * n_out + o] * (float)x[i];
-        y[o] = (relu && acc < 0.0f) ? 0.0f : acc;
+    for (int o = 0; o < n_out; o++)
+        y[o] = b[o];
+    for (int i = 0; i < n_in; i++) {
+        const float v = (float)x[i];
+        const float *w = wt + (long)i * n_out;
+        for (int o = 0; o < n_out; o++)
+            y[o] = y[o] + w[o] * v;
     }
+    for (int o = 0; o < n_out; o++)
+        if (relu && y[o] < 0.0f)
+            y[o] = 0.0f;
 }
 
 #else
