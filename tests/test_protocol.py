@@ -243,3 +243,93 @@ def test_ticks_to_instructions():
     # mps2: 25 MHz SysTick at shift=0 -> one tick is 40 instructions
     assert P.ticks_to_instructions(10, 25_000_000, 0) == pytest.approx(400)
     assert P.ticks_to_instructions(10, 25_000_000, 6) == pytest.approx(6.25)
+
+
+# ------------------------------------------------------------------ encoding 2: static Huffman
+
+def _mnist_sample(n=300):
+    import os
+    from pathlib import Path
+
+    from mnist_mcu.data import load_mnist
+
+    root = os.environ.get("MNIST_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "mnist"))
+    return load_mnist("test", root)[0][:n].reshape(n, -1)
+
+
+def _edge_images():
+    full = np.full(784, 255, np.uint8)
+    tail = np.zeros(784, np.uint8)
+    tail[-40:] = np.arange(1, 41)  # ends inside a non-zero run longer than the escape
+    one = np.zeros(784, np.uint8)
+    one[0] = 7
+    rng = np.random.default_rng(5)
+    noisy = (rng.integers(0, 256, 784) * (rng.random(784) < 0.5)).astype(np.uint8)
+    return [np.zeros(784, np.uint8), full, tail, one, noisy]
+
+
+def test_huffman_round_trip_on_mnist_and_edge_cases():
+    from mnist_mcu import image_codec as C
+
+    images = list(_mnist_sample()) + _edge_images()
+    sizes = []
+    for px in images:
+        payload = P.encode_image(px, P.ENC_HUFFMAN)
+        assert payload[0] == P.ENC_HUFFMAN
+        assert P.decode_image(payload, 784) == px.tobytes()
+        sizes.append(len(payload))
+    mnist = sizes[:300]
+    zero_run = [len(P.encode_image(px, P.ENC_ZERO_RUN)) for px in images[:300]]
+    # the point of encoding 2: clearly fewer bytes than zero-run on real digits
+    assert np.mean(mnist) < 0.8 * np.mean(zero_run), (np.mean(mnist), np.mean(zero_run))
+    assert len(C.encode(np.zeros(784, np.uint8))) <= 3
+
+
+def test_best_encoding_is_never_longer_than_any():
+    for px in list(_mnist_sample(100)) + _edge_images():
+        best = P.encode_image(px)
+        assert best[0] in (P.ENC_RAW, P.ENC_ZERO_RUN, P.ENC_HUFFMAN)
+        assert len(best) <= min(len(P.encode_image(px, e)) for e in (P.ENC_RAW, P.ENC_ZERO_RUN, P.ENC_HUFFMAN))
+        assert P.decode_image(best, 784) == px.tobytes()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "trailing byte", "padding bit", "empty", "too many pixels"])
+def test_huffman_decoder_rejects_damaged_images(damage):
+    from mnist_mcu import image_codec as C
+
+    # an image whose code does not end on a byte boundary, so its last byte has padding bits
+    px = next(p for p in _mnist_sample(50) if len(C.bit_string(p)) % 8)
+    data = C.encode(px)
+    size = 784
+    if damage == "truncate":
+        bad = data[:-3]
+    elif damage == "trailing byte":
+        bad = data + b"\x00"
+    elif damage == "padding bit":
+        bad = data[:-1] + bytes([data[-1] | 1])
+    elif damage == "empty":
+        bad = b""
+    else:  # an all-zero image decoded as a smaller one: its zero run does not fit
+        bad, size = C.encode(np.zeros(784, np.uint8)), 700
+    with pytest.raises(P.ProtocolError):
+        P.decode_image(bytes([P.ENC_HUFFMAN]) + bad, size)
+
+
+def test_huffman_tables_in_the_firmware_are_current():
+    """firmware/app/image_tables.h is generated from image_codec_tables.json (never by hand)."""
+    from mnist_mcu import image_codec as C
+
+    assert C.HEADER.read_text() == C.c_header(), "run `python -m mnist_mcu.image_codec --write`"
+
+
+@pytest.mark.slow
+def test_huffman_tables_are_rebuilt_from_the_training_set():
+    import os
+    from pathlib import Path
+
+    from mnist_mcu import image_codec as C
+    from mnist_mcu.data import load_mnist
+
+    root = os.environ.get("MNIST_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "mnist"))
+    images, _ = load_mnist("train", root)
+    assert C.build_tables(images.reshape(len(images), -1)) == C.tables()

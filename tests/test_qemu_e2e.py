@@ -3,6 +3,7 @@ compare with the host model. Quick subsets always; the full 10,000 images are @s
 
 import json
 
+import numpy as np
 import pytest
 from conftest import QEMU_ENVS
 from mnist_mcu import protocol as P
@@ -86,3 +87,30 @@ def test_evaluate_and_benchmark_cli(build_env, mnist_dir, tmp_path):
     assert "qemu_f405_int8" in res.output and "img/s" in res.output
     b = json.loads((tmp_path / "b.json").read_text())
     assert [e["env"] for e in b["envs"]] == ["qemu_f405_int8"] and b["envs"][0]["images"] == 30
+
+
+def test_every_image_encoding_gives_the_same_answer_on_the_device(build_env, mnist_dir):
+    """The firmware decodes raw, zero-run and Huffman (encoding 2) to the same pixels, and
+    refuses a damaged Huffman image with ERROR bad payload, then goes on answering."""
+    from mnist_mcu import image_codec as C
+    from mnist_mcu.evaluate import load_test_set
+    from mnist_mcu.transport import DeviceErrorReply
+
+    env = build_env("qemu_f405_int8")
+    px, _ = load_test_set(mnist_dir, 40)
+    with Qemu(env.elf, env.qemu_machine, timeout=5) as q:
+        dev = q.device
+        dev.retries = 0
+        answers = {enc: dict(dev.infer_many(enumerate(px), window=2, encoding=enc))
+                   for enc in (P.ENC_RAW, P.ENC_ZERO_RUN, P.ENC_HUFFMAN)}
+        for i in range(len(px)):
+            outs = [answers[enc][i] for enc in answers]
+            # same pixels, same work: ticks may differ by one from the timer's phase
+            assert all(o.cls == outs[0].cls and np.array_equal(o.outputs, outs[0].outputs)
+                       and abs(o.ticks - outs[0].ticks) <= 1 for o in outs), i
+        good = C.encode(px[0])
+        for bad in (good[:-3], good + b"\x00", b"", C.encode(np.full(784, 255, np.uint8))[:-1]):
+            with pytest.raises(DeviceErrorReply) as err:
+                dev.request(P.INFER, bytes([P.ENC_HUFFMAN]) + bad)
+            assert err.value.error.code == P.ERR_BAD_PAYLOAD and err.value.error.detail == 2
+        assert dev.infer(px[0], encoding=P.ENC_HUFFMAN).cls == answers[P.ENC_RAW][0].cls

@@ -44,6 +44,7 @@ enum tick_unit {
 enum image_encoding {
     ENC_RAW = 0,
     ENC_ZERO_RUN = 1,
+    ENC_HUFFMAN = 2,  /* static canonical Huffman codes of runs and values (image.c) */
 };
 
 #endif /* PROTOCOL_H */

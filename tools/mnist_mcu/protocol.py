@@ -28,7 +28,10 @@ FAULT = 0x7E
 # Image encodings
 ENC_RAW = 0
 ENC_ZERO_RUN = 1
-ENC_DEFAULT = ENC_ZERO_RUN
+ENC_HUFFMAN = 2  # static canonical Huffman codes (image_codec.py), ~145 bytes per MNIST image
+ENC_BEST = -1    # host side only: per image the shortest of the encodings above
+ENC_DEFAULT = ENC_BEST
+ENCODING_NAMES = {ENC_RAW: "raw", ENC_ZERO_RUN: "zero-run", ENC_HUFFMAN: "huffman", ENC_BEST: "best"}
 
 # What the INFER reply's ticks count (INFO's tick_unit)
 TICK_CYCLES = 1    # CPU cycles of a real core (DWT cycle counter)
@@ -279,12 +282,22 @@ def zero_run_decode(data: bytes, size: int | None = None) -> bytes:
     return bytes(out)
 
 
-def encode_image(pixels, encoding: int = ENC_ZERO_RUN) -> bytes:
+def encode_image(pixels, encoding: int = ENC_DEFAULT) -> bytes:
+    """INFER payload: the encoding byte, then the image. ENC_BEST picks the shortest."""
     px = np.asarray(pixels, dtype=np.uint8).ravel()
     if encoding == ENC_RAW:
         return bytes((ENC_RAW,)) + px.tobytes()
     if encoding == ENC_ZERO_RUN:
         return bytes((ENC_ZERO_RUN,)) + zero_run_encode(px)
+    if encoding == ENC_HUFFMAN:
+        from .image_codec import encode
+
+        return bytes((ENC_HUFFMAN,)) + encode(px)
+    if encoding == ENC_BEST:
+        options = [encode_image(px, ENC_ZERO_RUN), encode_image(px, ENC_RAW)]
+        if len(px) == 784:  # the Huffman tables are made for 28x28 digits
+            options.insert(0, encode_image(px, ENC_HUFFMAN))
+        return min(options, key=len)
     raise ValueError(f"unknown encoding {encoding}")
 
 
@@ -299,6 +312,13 @@ def decode_image(payload: bytes, size: int) -> bytes:
         return bytes(data)
     if enc == ENC_ZERO_RUN:
         return zero_run_decode(data, size)
+    if enc == ENC_HUFFMAN:
+        from .image_codec import CodecError, decode
+
+        try:
+            return decode(data, size)
+        except CodecError as exc:
+            raise ProtocolError(str(exc)) from None
     raise ProtocolError(f"unknown encoding {enc}")
 
 
@@ -376,7 +396,7 @@ def build_info_request(seq: int) -> bytes:
     return encode_frame(INFO, seq)
 
 
-def build_infer_request(seq: int, pixels, encoding: int = ENC_ZERO_RUN) -> bytes:
+def build_infer_request(seq: int, pixels, encoding: int = ENC_DEFAULT) -> bytes:
     return encode_frame(INFER, seq, encode_image(pixels, encoding))
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import protocol as P
 from ..paths import ROOT
 from ..reports import confusion_matrix, write_json
 
@@ -35,7 +36,8 @@ def build(env, target: str, port: str | None, run, labels, metrics: dict, window
         "stream_seconds": round(run.stream_seconds, 3),
         "instances": run.instances,
         "window": window,
-        "encoding": encoding,
+        "encoding": P.ENCODING_NAMES.get(encoding, encoding),
+        "wire_bytes_per_image": round((run.bytes_sent + run.bytes_received) / len(labels), 1) if len(labels) else None,
         "bytes_sent": run.bytes_sent,
         "bytes_received": run.bytes_received,
         "resends": run.resends,
