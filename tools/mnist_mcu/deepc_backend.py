@@ -388,8 +388,11 @@ def _attr_line(line):
 _RESULT = re.compile(r"^tensor<(?P<type>[\w:]+)> (?P<var>dnnc_\w+) = (?P<call>\w+\.compute ?\((?P<args>.*)\));$")
 
 
-def _run_statements(ops, in_var, in_dims, out_var):
-    """model_run's body: the input tensor, then deepC's compute statements.
+def _run_statements(ops, classes, in_var, in_dims, out_var):
+    """model_run's body: the input tensor, then deepC's operators and compute statements.
+
+    Each operator is built on the stack right before its compute and destroyed after it
+    (one at a time: less RAM than keeping them all, for a few hundred instructions).
 
     Every tensor (the input too) is held in a dnnc_slot and destroyed right after its last
     use, so the heap holds only the live tensors: the input's memory is free again for the
@@ -432,12 +435,15 @@ def _run_statements(ops, in_var, in_dims, out_var):
              f"\"{in_var[5:]}\");"]
     if last_use[in_var] == -1:
         lines.append(release(in_var))
-    for i, (op, m) in enumerate(zip(ops, parsed)):
-        if not m:
-            lines.append("    " + op["compute"])
+    for i, (op, cls, m) in enumerate(zip(ops, classes, parsed)):
+        build = [f"{cls} {op['var']}(\"{op['name']}\");"] + [_attr_line(a) for a in op["attrs"]]
+        if not m:  # the operator must outlive a statement that declares its own result
+            lines += ["    " + ln for ln in build + [op["compute"]]]
             continue
         slot = take(m["type"], m["var"])
-        lines.append(f"    tensor<{m['type']}> &{m['var']} = {slot}.make({m['call']});")
+        lines += [f"    {{ /* {op['name']} */"] + ["      " + ln for ln in build]
+        lines += [f"      {slot}.make({m['call']});", "    }",
+                  f"    tensor<{m['type']}> &{m['var']} = {slot}.get();"]
         lines += [release(var) for var, last in list(last_use.items()) if last == i and var in holder]
     return decls, lines, [release(var) for var in list(holder)]
 
@@ -473,30 +479,19 @@ def adapt_program(program, model, pixel_lut, header, output_size, name, arity):
         init_w.append(f"    g_{var}.make(const_cast<{ctype} *>({arr}), std::vector<size_t>{{{dims_c}}}, \"{pname}\");")
     w_h += ["", "#endif", ""]
 
-    init_ops, aliases = [], []
-    for op in p["ops"]:
-        cls = f"{op['cls']}<{_fit_template_args(op['cls'], op['targs'], arity)}>"
-        globals_.append(f"static dnnc_slot<{cls}> g_{op['var']};")
-        init_ops.append(f"    {{ /* {op['name']} */")
-        init_ops.append(f"      {cls} &{op['var']} = g_{op['var']}.make(\"{op['name']}\");")
-        init_ops += ["      " + _attr_line(a) for a in op["attrs"]]
-        if not op["attrs"]:
-            init_ops.append(f"      (void){op['var']};")
-        init_ops.append("    }")
-        aliases.append(f"    {cls} &{op['var']} = g_{op['var']}.get();")
-    for var, _ in p["params"]:
-        aliases.append(f"    tensor<{p['decls'][var][0]}> &{var} = g_{var}.get();")
-
-    slots, computes, release_out = _run_statements(p["ops"], in_var, in_dims, out_var)
+    classes = [f"{op['cls']}<{_fit_template_args(op['cls'], op['targs'], arity)}>" for op in p["ops"]]
+    aliases = [f"    tensor<{p['decls'][var][0]}> &{var} = g_{var}.get();" for var, _ in p["params"]]
+    slots, computes, release_out = _run_statements(p["ops"], classes, in_var, in_dims, out_var)
     lut = _fmt_array(pixel_lut, "float")
     name = json.dumps(name)[1:-1]
     src = f"""{header}
 /* deepC 0.13 operator code (dnnc runtime headers, prepared by
  * firmware/scripts/deepc_env.py), driven through the model.h interface.
- * Operators and weight tensors are built once by model_init() in static storage
- * and never destroyed: a deepC tensor built on a pointer would free it, and these
- * point at the const weight arrays in flash (deepc_weights.cpp). The input and the
- * intermediate tensors live on the heap only from their creation to their last use. */
+ * Weight tensors are built once by model_init() in static storage and never
+ * destroyed: a deepC tensor built on a pointer would free it, and these point at
+ * the const weight arrays in flash (deepc_weights.cpp). The input and the
+ * intermediate tensors live on the heap only from their creation to their last
+ * use; each operator lives on the stack for its one compute. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -567,7 +562,6 @@ extern "C" int model_init(void) {{
   g_dnnc_errors = 0;
   DNNC_TRY {{
 {chr(10).join(init_w)}
-{chr(10).join(init_ops)}
   }} DNNC_CATCH(...) {{
     return -1;
   }}

@@ -4,10 +4,11 @@
  * Source model sha256: c9e86733f5483ee76e6295256b378de18177f722d34103a251d2268fc76f4db6 */
 /* deepC 0.13 operator code (dnnc runtime headers, prepared by
  * firmware/scripts/deepc_env.py), driven through the model.h interface.
- * Operators and weight tensors are built once by model_init() in static storage
- * and never destroyed: a deepC tensor built on a pointer would free it, and these
- * point at the const weight arrays in flash (deepc_weights.cpp). The input and the
- * intermediate tensors live on the heap only from their creation to their last use. */
+ * Weight tensors are built once by model_init() in static storage and never
+ * destroyed: a deepC tensor built on a pointer would free it, and these point at
+ * the const weight arrays in flash (deepc_weights.cpp). The input and the
+ * intermediate tensors live on the heap only from their creation to their last
+ * use; each operator lives on the stack for its one compute. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -104,11 +105,6 @@ static dnnc_slot<tensor<float>> g_dnnc_t_0_1_weight;
 static dnnc_slot<tensor<float>> g_dnnc_t_0_1_bias;
 static dnnc_slot<tensor<float>> g_dnnc_t_0_3_weight;
 static dnnc_slot<tensor<float>> g_dnnc_t_0_3_bias;
-static dnnc_slot<Flatten<float>> g_t_0_0_0_Flatten;
-static dnnc_slot<Gemm<float, float, float>> g_t_0_0_1_Gemm;
-static dnnc_slot<Relu<float, float>> g_t_0_0_2_Relu;
-static dnnc_slot<Gemm<float, float, float>> g_t_0_0_3_Gemm;
-static dnnc_slot<Softmax<float>> g_t_1_Softmax;
 static bool g_ready;
 
 static const model_info_t k_info = {"mlp", "deepc", "f32", 784, 10};
@@ -123,38 +119,6 @@ extern "C" int model_init(void) {
     g_dnnc_t_0_1_bias.make(const_cast<float *>(deepc_w_t_0_1_bias), std::vector<size_t>{100}, "t_0_1_bias");
     g_dnnc_t_0_3_weight.make(const_cast<float *>(deepc_w_t_0_3_weight), std::vector<size_t>{10, 100}, "t_0_3_weight");
     g_dnnc_t_0_3_bias.make(const_cast<float *>(deepc_w_t_0_3_bias), std::vector<size_t>{10}, "t_0_3_bias");
-    { /* t_0_0_0_Flatten */
-      Flatten<float> &t_0_0_0_Flatten = g_t_0_0_0_Flatten.make("t_0_0_0_Flatten");
-      int t_0_0_0_Flatten_axis = 1 ;
-      t_0_0_0_Flatten.setAttribute ( attr_axis, t_0_0_0_Flatten_axis );
-    }
-    { /* t_0_0_1_Gemm */
-      Gemm<float, float, float> &t_0_0_1_Gemm = g_t_0_0_1_Gemm.make("t_0_0_1_Gemm");
-      float t_0_0_1_Gemm_alpha = 1.000000 ;
-      t_0_0_1_Gemm.setAttribute ( attr_alpha, t_0_0_1_Gemm_alpha );
-      float t_0_0_1_Gemm_beta = 1.000000 ;
-      t_0_0_1_Gemm.setAttribute ( attr_beta, t_0_0_1_Gemm_beta );
-      int t_0_0_1_Gemm_transB = 1 ;
-      t_0_0_1_Gemm.setAttribute ( attr_transB, t_0_0_1_Gemm_transB );
-    }
-    { /* t_0_0_2_Relu */
-      Relu<float, float> &t_0_0_2_Relu = g_t_0_0_2_Relu.make("t_0_0_2_Relu");
-      (void)t_0_0_2_Relu;
-    }
-    { /* t_0_0_3_Gemm */
-      Gemm<float, float, float> &t_0_0_3_Gemm = g_t_0_0_3_Gemm.make("t_0_0_3_Gemm");
-      float t_0_0_3_Gemm_alpha = 1.000000 ;
-      t_0_0_3_Gemm.setAttribute ( attr_alpha, t_0_0_3_Gemm_alpha );
-      float t_0_0_3_Gemm_beta = 1.000000 ;
-      t_0_0_3_Gemm.setAttribute ( attr_beta, t_0_0_3_Gemm_beta );
-      int t_0_0_3_Gemm_transB = 1 ;
-      t_0_0_3_Gemm.setAttribute ( attr_transB, t_0_0_3_Gemm_transB );
-    }
-    { /* t_1_Softmax */
-      Softmax<float> &t_1_Softmax = g_t_1_Softmax.make("t_1_Softmax");
-      int t_1_Softmax_axis = 1 ;
-      t_1_Softmax.setAttribute ( attr_axis, t_1_Softmax_axis );
-    }
   } DNNC_CATCH(...) {
     return -1;
   }
@@ -168,11 +132,6 @@ extern "C" int model_run(const uint8_t *pixels, float *outputs) {
   g_dnnc_errors = 0;
   int rc = 0;
   DNNC_TRY {
-    Flatten<float> &t_0_0_0_Flatten = g_t_0_0_0_Flatten.get();
-    Gemm<float, float, float> &t_0_0_1_Gemm = g_t_0_0_1_Gemm.get();
-    Relu<float, float> &t_0_0_2_Relu = g_t_0_0_2_Relu.get();
-    Gemm<float, float, float> &t_0_0_3_Gemm = g_t_0_0_3_Gemm.get();
-    Softmax<float> &t_1_Softmax = g_t_1_Softmax.get();
     tensor<float> &dnnc_t_0_1_weight = g_dnnc_t_0_1_weight.get();
     tensor<float> &dnnc_t_0_1_bias = g_dnnc_t_0_1_bias.get();
     tensor<float> &dnnc_t_0_3_weight = g_dnnc_t_0_3_weight.get();
@@ -185,15 +144,51 @@ extern "C" int model_run(const uint8_t *pixels, float *outputs) {
     if (!x) return -4;
     for (size_t i = 0; i < 784; i++) x[i] = k_pixel_lut[pixels[i]];
     tensor<float> &dnnc_input = s_0.make(x, std::vector<size_t>{1, 1, 28, 28}, "input");
-    tensor<float> &dnnc_t_0_0_0_Flatten_t_0_0_0_Flatten_output_0 = s_1.make(t_0_0_0_Flatten.compute ( dnnc_input));
+    { /* t_0_0_0_Flatten */
+      Flatten<float> t_0_0_0_Flatten("t_0_0_0_Flatten");
+      int t_0_0_0_Flatten_axis = 1 ;
+      t_0_0_0_Flatten.setAttribute ( attr_axis, t_0_0_0_Flatten_axis );
+      s_1.make(t_0_0_0_Flatten.compute ( dnnc_input));
+    }
+    tensor<float> &dnnc_t_0_0_0_Flatten_t_0_0_0_Flatten_output_0 = s_1.get();
     s_0.destroy();
-    tensor<float> &dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0 = s_0.make(t_0_0_1_Gemm.compute ( dnnc_t_0_0_0_Flatten_t_0_0_0_Flatten_output_0, dnnc_t_0_1_weight, dnnc_t_0_1_bias));
+    { /* t_0_0_1_Gemm */
+      Gemm<float, float, float> t_0_0_1_Gemm("t_0_0_1_Gemm");
+      float t_0_0_1_Gemm_alpha = 1.000000 ;
+      t_0_0_1_Gemm.setAttribute ( attr_alpha, t_0_0_1_Gemm_alpha );
+      float t_0_0_1_Gemm_beta = 1.000000 ;
+      t_0_0_1_Gemm.setAttribute ( attr_beta, t_0_0_1_Gemm_beta );
+      int t_0_0_1_Gemm_transB = 1 ;
+      t_0_0_1_Gemm.setAttribute ( attr_transB, t_0_0_1_Gemm_transB );
+      s_0.make(t_0_0_1_Gemm.compute ( dnnc_t_0_0_0_Flatten_t_0_0_0_Flatten_output_0, dnnc_t_0_1_weight, dnnc_t_0_1_bias));
+    }
+    tensor<float> &dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0 = s_0.get();
     s_1.destroy();
-    tensor<float> &dnnc_t_0_0_2_Relu_t_0_0_2_Relu_output_0 = s_1.make(t_0_0_2_Relu.compute ( dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0));
+    { /* t_0_0_2_Relu */
+      Relu<float, float> t_0_0_2_Relu("t_0_0_2_Relu");
+      s_1.make(t_0_0_2_Relu.compute ( dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0));
+    }
+    tensor<float> &dnnc_t_0_0_2_Relu_t_0_0_2_Relu_output_0 = s_1.get();
     s_0.destroy();
-    tensor<float> &dnnc_t_0_0_3_Gemm_t_0_0_3_Gemm_output_0 = s_0.make(t_0_0_3_Gemm.compute ( dnnc_t_0_0_2_Relu_t_0_0_2_Relu_output_0, dnnc_t_0_3_weight, dnnc_t_0_3_bias));
+    { /* t_0_0_3_Gemm */
+      Gemm<float, float, float> t_0_0_3_Gemm("t_0_0_3_Gemm");
+      float t_0_0_3_Gemm_alpha = 1.000000 ;
+      t_0_0_3_Gemm.setAttribute ( attr_alpha, t_0_0_3_Gemm_alpha );
+      float t_0_0_3_Gemm_beta = 1.000000 ;
+      t_0_0_3_Gemm.setAttribute ( attr_beta, t_0_0_3_Gemm_beta );
+      int t_0_0_3_Gemm_transB = 1 ;
+      t_0_0_3_Gemm.setAttribute ( attr_transB, t_0_0_3_Gemm_transB );
+      s_0.make(t_0_0_3_Gemm.compute ( dnnc_t_0_0_2_Relu_t_0_0_2_Relu_output_0, dnnc_t_0_3_weight, dnnc_t_0_3_bias));
+    }
+    tensor<float> &dnnc_t_0_0_3_Gemm_t_0_0_3_Gemm_output_0 = s_0.get();
     s_1.destroy();
-    tensor<float> &dnnc_t_1_Softmax_output = s_1.make(t_1_Softmax.compute ( dnnc_t_0_0_3_Gemm_t_0_0_3_Gemm_output_0));
+    { /* t_1_Softmax */
+      Softmax<float> t_1_Softmax("t_1_Softmax");
+      int t_1_Softmax_axis = 1 ;
+      t_1_Softmax.setAttribute ( attr_axis, t_1_Softmax_axis );
+      s_1.make(t_1_Softmax.compute ( dnnc_t_0_0_3_Gemm_t_0_0_3_Gemm_output_0));
+    }
+    tensor<float> &dnnc_t_1_Softmax_output = s_1.get();
     s_0.destroy();
 
     if (g_dnnc_errors || dnnc_t_1_Softmax_output.length() != k_info.output_size)

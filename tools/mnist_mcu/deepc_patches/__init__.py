@@ -27,11 +27,14 @@ Edits (each checks its anchor, so another deepC release fails loudly, not silent
                   messages, a bad index reports an error instead of throwing, and
                   t(i, j, ...) indexes without a heap-allocated index vector.
   core/placeHolder.h  With DNNC_LEAN a shape vector is allocated once (reserve), not grown.
+                  dim(i) reads one dimension without copying the shape; tensor.h and the
+                  operators use it for every x.shape()[i] (a heap copy each time).
   core/broadcast.h  Same as tensor.h: its one error message is built with a stringstream.
   operators/Gemm.h  With DNNC_LEAN, Y = alpha A'B' + beta C is computed as M
                   matrix-vector products straight into the result tensor (a classifier
                   runs batch 1: one GEMV), with C broadcast by indexing: no Eigen GEMM
                   (14 KB of flash, 20 KB of packing buffers on the heap) and no copy of C.
+                  As in ONNX, A and B must be 2-D (deepC's rank-1 extension is left out).
   operators/Relu.h  With DNNC_LEAN, written straight into the result tensor (no Eigen
                   temporary, no same-type asType copy).
   operators/*.h   try/catch -> DNNC_TRY/DNNC_CATCH, std::invalid_argument(..);
@@ -226,6 +229,7 @@ def _patch_tensor(text):
     text = _lean_alternative(text, _TENSOR_INDICES_MSG,
                              '        SPDLOG_ERROR("more indices than the rank of the tensor.");\n',
                              "core/tensor.h")
+    text = _dims_without_copies(text)
     # t(x, y, z, w, u): the lean body comes first and returns; the original stays below it
     text = _replace_once(text, _TENSOR_CALL, _TENSOR_CALL + "#if defined(DNNC_LEAN)\n" + _TENSOR_CALL_LEAN + "#else\n",
                          "core/tensor.h")
@@ -237,10 +241,25 @@ def _patch_tensor(text):
 _SHAPE_INIT = "  void init(std::vector<DIMENSION> &dimn) {\n"
 
 
+_SHAPE_GETTER = "  const std::vector<DIMENSION> shape() const { return _shape; }\n"
+
+
 def _patch_placeholder(text):
     # one allocation for a shape instead of push_back's 1, 2, 4 growth (heap fragments)
-    return _replace_once(text, _SHAPE_INIT, _SHAPE_INIT + "#if defined(DNNC_LEAN)\n    _shape.reserve(dimn.size());\n"
+    text = _replace_once(text, _SHAPE_INIT, _SHAPE_INIT + "#if defined(DNNC_LEAN)\n    _shape.reserve(dimn.size());\n"
                          "#endif\n", "core/placeHolder.h")
+    # one dimension without copying the shape vector (shape() returns a copy)
+    return _replace_once(text, _SHAPE_GETTER, _SHAPE_GETTER + "  DIMENSION dim(size_t i) const { return _shape[i]; }"
+                         " /* mnist-mcu patch */\n", "core/placeHolder.h")
+
+
+_SHAPE_INDEX = re.compile(r"(\.|->)shape\(\)\[([^\[\]]+)\]")
+
+
+def _dims_without_copies(text):
+    """x.shape()[i] -> x.dim(i): the same value without a heap-allocated copy of the shape
+    (deepC calls it in loop conditions, once per iteration)."""
+    return _SHAPE_INDEX.sub(r"\1dim(\2)", text)
 
 
 # --------------------------------------------------------------- core/broadcast.h
@@ -260,24 +279,31 @@ def _patch_broadcast(text):
         return (f"#ifdef DNNC_NO_STDIO\n{pad}SPDLOG_ERROR(\"operands could not be broadcast together\");\n"
                 f"#else\n{m.group(0)}#endif\n")
 
-    return _BROADCAST_MSG.sub(repl, text)
+    return _dims_without_copies(_BROADCAST_MSG.sub(repl, text))
 
 
 # ------------------------------------------------------------- operators/Gemm.h
-_GEMM_EIGEN = re.compile(r"    tensor<Ti1> broadcastedC = broadcast\(c, targetShape\);\n.*?"
+_GEMM_EIGEN = re.compile(r"    std::vector<size_t> aShape = transA \? .*?"
                          r"    result\.load\(eResult\.data\(\)\);\n", re.S)
-_GEMM_LEAN = """    /* mnist-mcu patch: M matrix-vector products straight into the result. */
-    const size_t M = aShape[0], K = aShape[1], N = bShape[1];
-    std::vector<size_t> cShape = c.shape();
-    const size_t cm = cShape.size() == 2 ? cShape[0] : 1;
-    const size_t cn = cShape.empty() ? 1 : cShape.back();
-    if (bShape[0] != K || cShape.size() > 2 || (cm != 1 && cm != M) || (cn != 1 && cn != N)) {
+_GEMM_LEAN = """    /* mnist-mcu patch: ONNX Gemm (2-D A and B) as M matrix-vector products straight into
+     * the result (batch 1: one GEMV), C broadcast by indexing: no Eigen GEMM and its packing
+     * buffers, no copy of C, no shape vectors. */
+    if (!(this->template type_check<Ti1, float, double, int>()) || a.rank() != 2 || b.rank() != 2 ||
+        c.rank() > 2) {
       SPDLOG_ERROR("tensor dimenions not appropriate for Gemm operator.");
       return NULL_TENSOR<To>;
     }
-    tensor<Ti1> result(targetShape, c.name());
+    const size_t M = a.dim(transA ? 1 : 0), K = a.dim(transA ? 0 : 1), N = b.dim(transB ? 0 : 1);
+    const size_t cm = c.rank() == 2 ? c.dim(0) : 1, cn = c.rank() ? c.dim(c.rank() - 1) : 1;
+    if (b.dim(transB ? 1 : 0) != K || (cm != 1 && cm != M) || (cn != 1 && cn != N)) {
+      SPDLOG_ERROR("tensor dimenions not appropriate for Gemm operator.");
+      return NULL_TENSOR<To>;
+    }
+    tensor<Ti1> result(std::vector<size_t>{M, N}, c.name());
     const Ti1 *pa = this->tensorMem(a), *pb = this->tensorMem(b), *pc = this->tensorMem(c);
     Ti1 *py = this->tensorMem(result);
+    if (!py)
+      return NULL_TENSOR<To>;
     // A'(i, k) = pa[i * ai + k * ak], B'(k, j) = pb[k * bk + j * bj]
     const size_t ai = transA ? 1 : K, ak = transA ? M : 1;
     const size_t bk = transB ? 1 : N, bj = transB ? K : 1;
@@ -373,7 +399,8 @@ def _patch_operator(text):
                              "operator header")
     text = _TRY.sub("DNNC_TRY {", text)
     text = _CATCH.sub(r"} DNNC_CATCH(\1) {", text)
-    return _INVALID.sub(r"DNNC_INVALID_ARGUMENT(\1);", text)
+    text = _INVALID.sub(r"DNNC_INVALID_ARGUMENT(\1);", text)
+    return _dims_without_copies(text)
 
 
 _SPECIFIC = {"Gemm.h": _patch_gemm, "Relu.h": _patch_relu}
