@@ -20,6 +20,8 @@ def _has_qdq() -> bool:
 
 
 def pytest_configure(config):
+    # Tests use the committed model/ and firmware/generated/, never a main job's build/ outputs.
+    os.environ.pop("MNIST_MCU_OUT", None)
     # Commands run by the tests (compile's int8 calibration, evaluate) read $MNIST_DIR too.
     shared = ROOT.parent / "shared" / "mnist"
     if not os.environ.get("MNIST_DIR") and shared.is_dir():
@@ -125,3 +127,21 @@ def hw(request):
         pytest.skip("hardware tests need a flashed board: pytest -m hardware --port /dev/ttyACM0 "
                     "--env nucleo_f446re_f32 (flash first: pio run -e ENV -t upload)")
     return port, env, request.config.getoption("--hw-limit") or None
+
+
+def _reports_state():
+    folder = ROOT / "reports"
+    if not folder.is_dir():
+        return {}
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reports_untouched():
+    """Tests write their reports to tmp_path: reports/ (the user's last benchmark) must not change."""
+    before = _reports_state()
+    yield
+    after = _reports_state()
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert not changed, f"tests wrote into reports/: {changed[:5]}"

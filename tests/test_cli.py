@@ -62,8 +62,8 @@ def test_run_picks_the_backend_env():
 
 
 @pytest.mark.qemu
-def test_run_end_to_end_on_a_subset():
-    out = run("run", "--backend", "native", "--dtype", "int8", "--limit", "200")
+def test_run_end_to_end_on_a_subset(tmp_path):
+    out = run("run", "--backend", "native", "--dtype", "int8", "--limit", "200", "--json", str(tmp_path / "r.json"))
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-1]
     assert "native int8 on netduinoplus2 (qemu_f405_int8): device accuracy" in last and "200 test images" in last

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .paths import ROOT
+from .paths import ROOT, out_dir
 
 INI = ROOT / "platformio.ini"
 DEFAULT_MODEL_ONNX = "model/mlp.onnx"  # an env's float model when it has no custom_model_onnx
@@ -105,15 +105,22 @@ def get_env(name: str, path: Path = INI) -> Env:
     options = {k: _get(cp, section, k) for k in keys}
     model_dir = options.get("custom_model_dir") or ""
     model_onnx = (options.get("custom_model_onnx") or "").strip() or DEFAULT_MODEL_ONNX
+    lib_dir, onnx = (ROOT / model_dir) if model_dir else ROOT, ROOT / model_onnx
+    out = out_dir()
+    if out is not None:  # the main job's own outputs (firmware/scripts/model_dir.py builds the same)
+        if model_dir:
+            lib_dir = out / "generated" / Path(model_dir).name
+        if (out / "model" / onnx.name).is_file():
+            onnx = out / "model" / onnx.name
     return Env(
         name=name,
         board=options.get("board") or "",
         qemu_machine=(options.get("custom_qemu_machine") or "").strip() or None,
-        model_dir=(ROOT / model_dir) if model_dir else ROOT,
+        model_dir=lib_dir,
         backend=(options.get("custom_backend") or "").strip(),
         dtype=(options.get("custom_dtype") or "f32").strip(),
         options=options,
-        model_onnx=ROOT / model_onnx,
+        model_onnx=onnx,
     )
 
 

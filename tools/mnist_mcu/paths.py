@@ -8,3 +8,15 @@ FIRMWARE_DIR = ROOT / "firmware"
 GENERATED_DIR = FIRMWARE_DIR / "generated"
 REPORTS_DIR = ROOT / "reports"
 DEPS_DIR = ROOT / ".deps"
+
+
+def out_dir() -> Path | None:
+    """$MNIST_MCU_OUT: where the main job (make all) keeps what it makes (trained model,
+    generated libraries) instead of the committed model/ and firmware/generated/."""
+    import os
+
+    value = os.environ.get("MNIST_MCU_OUT", "").strip()
+    if not value:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else ROOT / p

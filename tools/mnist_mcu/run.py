@@ -9,7 +9,8 @@ from . import firmware as fw
 from . import outdir
 from .compile import compile_model
 from .errors import UserError
-from .evaluate import evaluate, summary_lines
+from .evaluate import EvalOptions, evaluate, summary_lines
+from .outdir import output_file_option
 from .paths import ROOT
 
 # The QEMU environment that carries each backend's library by default.
@@ -50,7 +51,9 @@ def compile_and_build(env, model, backend, dtype, data_dir) -> Path:
 @click.option("--port", default=None, help="serial port URL for --target serial")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="only the first N test images")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
-def cli(backend, dtype, model, env_name, target, port, limit, data_dir):
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, callback=output_file_option,
+              help="report path (default reports/<env>.json)")
+def cli(backend, dtype, model, env_name, target, port, limit, data_dir, json_path):
     """Compile MODEL with BACKEND, build the firmware and check it on the device."""
     env = pick_env(backend, dtype, env_name)
     model = Path(model) if model else env.model_onnx
@@ -59,7 +62,8 @@ def cli(backend, dtype, model, env_name, target, port, limit, data_dir):
     click.echo(f"compiled {model} with {backend} {dtype} into {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
     target = target or ("qemu" if env.is_qemu else "serial")
     # on a board the path includes flashing the new firmware
-    report = evaluate(env.name, target, port, limit, None, data_dir, model, upload=target == "serial")
+    report = evaluate(EvalOptions(env=env.name, target=target, port=port, limit=limit, data_dir=data_dir,
+                                  model=model, upload=target == "serial", json_path=json_path))
     for line in summary_lines(report):
         click.echo(line)
     click.echo(f"{backend} {dtype} on {report['board']} ({env.name}): device accuracy "
