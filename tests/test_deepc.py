@@ -18,7 +18,7 @@ from mnist_mcu.deepc_backend import (
     implemented_operators,
     normalise_model,
 )
-from mnist_mcu.deepc_patches import CPP_DEFINES, CXX_STD, prepare_runtime
+from mnist_mcu.deepc_patches import CPP_DEFINES, CXX_STD, DEVICE_CXXFLAGS, DeepcSetupError, prepare_runtime
 from mnist_mcu import outdir
 from mnist_mcu.errors import UserError
 from mnist_mcu.paths import FIRMWARE_DIR, MODEL_DIR
@@ -191,8 +191,9 @@ def generated(tmp_path_factory):
 
 
 def _compile_flags():
+    """The device's flags (lean runtime, no exceptions), so the host build checks its code."""
     inc, eigen = prepare_runtime()
-    return [f"-std={CXX_STD}", *[f"-D{d}" for d in CPP_DEFINES], f"-I{inc}", f"-I{eigen}",
+    return [f"-std={CXX_STD}", *[f"-D{d}" for d in CPP_DEFINES], *DEVICE_CXXFLAGS, f"-I{inc}", f"-I{eigen}",
             f"-I{FIRMWARE_DIR / 'include'}"]
 
 
@@ -276,3 +277,81 @@ def test_gemm_without_bias_gets_a_zero_bias():
     bias = {i.name: numpy_helper.to_array(i) for i in norm.graph.initializer}[gemm.input[2]]
     assert bias.shape == (10,) and not bias.any()
     assert gemm.input[2] in [v.name for v in norm.graph.input]
+
+
+# ------------------------------------------------------------------ lean runtime (issue 8)
+def test_lean_patches_applied(tmp_path):
+    inc, _ = prepare_runtime(dest=tmp_path / "deepc-arm")
+    gemm = (inc / "operators" / "Gemm.h").read_text()
+    assert "dnnc_gemv_rows(pa + i * ai, pb, py + i * N, N, K)" in gemm  # the batch-1 GEMV path
+    lean, original = gemm.split("#if defined(DNNC_LEAN)\n    /* mnist-mcu patch: ONNX Gemm")[1].split("#else", 1)
+    assert "eResult" not in lean and "broadcast(" not in lean and "eResult" in original.split("#endif")[0]
+    tensor = (inc / "core" / "tensor.h").read_text()
+    assert "#if !defined(DNNC_LEAN) /* mnist-mcu patch: INIT_RANDOM only */\n#include <random>" in tensor
+    assert "DIMENSION dim(size_t i) const" in (inc / "core" / "placeHolder.h").read_text()
+    macros = (inc / "core" / "macros.h").read_text()
+    assert "#define DNNC_TRY if (true)" in macros and "#define DNNC_CATCH(...) else" in macros
+    for header in (inc / "operators").glob("*.h"):  # no try/catch left that -fno-exceptions rejects
+        code = header.read_text()
+        assert not re.search(r"\btry \{|\} catch \(", code), header.name
+        assert ".shape()[" not in code, header.name  # a heap copy of the shape per index
+
+
+def test_patch_refuses_another_deepc(tmp_path):
+    """A deepC whose headers differ from 0.13 fails with a message naming the header."""
+    from mnist_mcu.deepc_patches import EIGEN_SUBDIR, deepc_home
+
+    src = tmp_path / "deepc"
+    shutil.copytree(deepc_home() / "deepC" / "include", src / "deepC" / "include")
+    (src / "deepC" / EIGEN_SUBDIR).parent.mkdir(parents=True)
+    (src / "deepC" / EIGEN_SUBDIR).symlink_to(deepc_home() / "deepC" / EIGEN_SUBDIR)
+    gemm = src / "deepC" / "include" / "operators" / "Gemm.h"
+    gemm.write_text(gemm.read_text().replace("result.load(eResult.data());", "result.load(eResult.data()); // 0.14"))
+    with pytest.raises(DeepcSetupError, match="operators/Gemm.h is not the 0.13 version"):
+        prepare_runtime(dest=tmp_path / "out", src=src)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out.tmp*"))
+
+
+def test_tensor_lifetimes_in_model_run(generated):
+    """model_run destroys each tensor after its last use (the input too), and builds each
+    operator on the stack for its one compute: nothing of an inference stays on the heap."""
+    _, out = generated
+    run = (out / "model_deepc.cpp").read_text().split('extern "C" int model_run')[1]
+    slots = re.findall(r"dnnc_slot<tensor<float>> (s_\d+);", run)
+    assert 1 <= len(slots) <= 2  # a chain of layers needs two, reused
+    made, destroyed = len(re.findall(r"\bs_\d+\.make\(", run)), len(re.findall(r"\bs_\d+\.destroy\(\)", run))
+    assert made == destroyed == 6  # the input + five operators' results
+    assert "static dnnc_slot<Gemm" not in (out / "model_deepc.cpp").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+def test_lean_build_on_f405_matches_onnxruntime(build_env, mnist_dir, model_path):
+    """The lean deepC firmware on the emulated F405: outputs vs onnxruntime on real test images.
+    Flash and RAM are printed; their budgets are measured by `mnist-mcu benchmark`."""
+    import onnxruntime as ort
+
+    from mnist_mcu import protocol as P
+    from mnist_mcu.data import load_mnist, normalise
+    from mnist_mcu.qemu import Qemu
+
+    env = build_env("qemu_f405_deepc")
+    images, _ = load_mnist("test", mnist_dir)
+    images = images[:N_IMAGES]
+    sess = ort.InferenceSession(str(model_path))
+    ref = sess.run(None, {sess.get_inputs()[0].name: normalise(images)[:, None, :, :]})[0]
+    got, ticks = {}, []
+    with Qemu(env.elf, env.qemu_machine, timeout=10) as q:
+        for i, res in q.device.infer_many(((i, images[i]) for i in range(len(images))), window=2):
+            got[i] = res.outputs
+            ticks.append(res.ticks)
+        info = q.device.info()
+    out = np.array([got[i] for i in range(len(images))])
+    diff = float(np.max(np.abs(out - ref)))
+    instr = P.ticks_to_instructions(np.array(ticks), info.tick_hz)
+    print(f"\nqemu_f405_deepc: flash {info.flash_bytes} B, RAM {info.ram_bytes} B (static {info.static_ram_bytes} "
+          f"+ heap {info.heap_peak_bytes} + stack {info.stack_peak_bytes}), {instr.mean():,.0f} instructions "
+          f"per inference, max |device - onnxruntime| {diff:.2e} on {len(images)} images")
+    assert info.backend == "deepc" and info.heap_peak_bytes > 0  # the deepC library, on the heap
+    assert diff <= 1e-5, diff
+    assert np.array_equal(out.argmax(1), ref.argmax(1))

@@ -423,6 +423,20 @@ def prepare_runtime(dest=None, src=None):
         return inc, eigen
     tmp = dest.parent / f"{dest.name}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _prepare(pkg, tmp, want)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-patched left behind
+        raise
+    if stamp.is_file() and stamp.read_text().strip() == want:  # made meanwhile by a parallel build
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+    return dest / "include", dest / "eigen"
+
+
+def _prepare(pkg, tmp, stamp):
     tmp.mkdir(parents=True)
     shutil.copytree(pkg / "include", tmp / "include")
     for part in ("Eigen", "unsupported"):
@@ -437,10 +451,4 @@ def prepare_runtime(dest=None, src=None):
         new = edit(old)
         if new != old:
             path.write_text(new)
-    (tmp / ".prepared").write_text(want + "\n")
-    if stamp.is_file() and stamp.read_text().strip() == want:  # made meanwhile by a parallel build
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-    return dest / "include", dest / "eigen"
+    (tmp / ".prepared").write_text(stamp + "\n")
