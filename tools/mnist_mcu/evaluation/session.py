@@ -8,6 +8,7 @@ slow device simply answers fewer of them (sharding by demand, not by fixed slice
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from .. import protocol as P
 from ..errors import UserError
 from .progress import Progress
 
-DEFAULT_JOBS = 2
-DEFAULT_WINDOW_QEMU = 2
+# QEMU spends most of its time waking up per UART byte, not computing: one instance more
+# than there are cores keeps them busy (measured: 3 instances ~1.4x the images/s of 2 on 2 cores).
+DEFAULT_JOBS = max(2, min(4, (os.cpu_count() or 2) + 1))
+DEFAULT_WINDOW_QEMU = 4  # requests queued in QEMU's socket while the guest computes
 DEFAULT_WINDOW_SERIAL = 1
 
 
