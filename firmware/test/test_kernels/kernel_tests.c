@@ -308,7 +308,7 @@ static int8_t requant_expect(int32_t acc, int32_t mult, int shift, int zp, int l
 static void test_requant(void)
 {
     static int32_t acc[64], mult[64];
-    static int8_t shift[64], want[64 * 4], got[64 * 4];
+    static int8_t shift[64], want[64 * 4], got[64 * 4], ref[64];
     static const int32_t EDGE[] = {0, 1, -1, 2147483647, -2147483647 - 1, 65536, -65536, 1 << 24};
     begin();
     for (int s = 1; s <= 62; s++) {
@@ -322,7 +322,9 @@ static void test_requant(void)
                 acc[c] = c < 8 ? EDGE[c] : rnd_acc(24);
                 want[c] = requant_expect(acc[c], mult[c], s, zp, lo, hi);
             }
+            nn_requant_ch_s8_ref(acc, ref, n_ch, 1, mult, shift, zp, lo, hi);
             nn_requant_ch_s8(acc, got, n_ch, 1, mult, shift, zp, lo, hi);
+            check_bytes("nn_requant_ch_s8_ref", want, ref, n_ch, s, trial);
             check_bytes("nn_requant_ch_s8", want, got, n_ch, s, trial);
             hash_bytes(got, n_ch);
         }

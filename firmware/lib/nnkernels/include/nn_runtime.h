@@ -59,6 +59,9 @@ void nn_dense_ref_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *bi
 int32_t nn_requant(int32_t acc, int32_t mult, int shift);
 void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const int32_t *mult,
                       const int8_t *shift, int zp, int lo, int hi);
+/* reference for nn_requant_ch_s8 (same arguments, same integers) */
+void nn_requant_ch_s8_ref(const int32_t *acc, int8_t *y, int n_ch, int inner, const int32_t *mult,
+                          const int8_t *shift, int zp, int lo, int hi);
 void nn_dequant_ch_f32(const int32_t *acc, float *y, int n_ch, int inner, const float *scale,
                        int relu);
 void nn_dequant_s8_f32(const int8_t *x, float *y, int n, float scale, int zp);

@@ -68,4 +68,25 @@ static inline float dequant_f32(int32_t acc, float scale, int relu)
     return (float)((relu && acc < 0) ? 0 : acc) * scale;
 }
 
+/* requant_s8 for shift >= 33, cheaper.  For shift >= 33 (every
+ * layer of a real model: the multiplier m * 2^-shift is below 2^-2) the rounded product
+ * needs only the high word of acc * m (one SMULL):
+ *   (acc*m + 2^(s-1)) >> s  ==  ((hi >> (s-33)) + 1) >> 1,   hi = (acc*m) >> 32,
+ * exact because the dropped low word adds less than one unit before each floor.  |hi| <
+ * 2^30, so adding the zero point cannot overflow, and clamping once to [lo, hi] gives
+ * what the reference's clamps give. */
+static inline int8_t requant_hi(int32_t acc, int32_t m, int s, int zp, int lo, int hi)
+{
+    const int32_t h = (int32_t)(((int64_t)acc * m) >> 32);
+    int32_t v = ((h >> (s - 33)) + 1) >> 1;
+#if NN_USE_DSP
+    v = __ssat(v + zp, 8); /* [lo, hi] lies within [-128, 127] */
+#else
+    v += zp;
+    v = v < -128 ? -128 : (v > 127 ? 127 : v);
+#endif
+    v = v < lo ? lo : v;
+    return (int8_t)(v > hi ? hi : v);
+}
+
 #endif /* NN_INTERNAL_H */

@@ -11,14 +11,30 @@ int32_t nn_requant(int32_t acc, int32_t mult, int shift)
     return requant32(acc, mult, shift);
 }
 
+/* Same integers as nn_requant_ch_s8_ref (nn_quant_ref.c), cheaper: requant_hi (nn_internal.h). */
 void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const int32_t *mult,
                       const int8_t *shift, int zp, int lo, int hi)
 {
+    if (lo < -128 || hi > 127) { /* not an int8 range: the general path */
+        nn_requant_ch_s8_ref(acc, y, n_ch, inner, mult, shift, zp, lo, hi);
+        return;
+    }
+    if (inner == 1) { /* dense layers: one output per channel */
+        for (int c = 0; c < n_ch; c++) {
+            const int s = shift[c];
+            y[c] = s >= 33 ? requant_hi(acc[c], mult[c], s, zp, lo, hi) : requant_s8(acc[c], mult[c], s, zp, lo, hi);
+        }
+        return;
+    }
     for (int c = 0; c < n_ch; c++) {
         const int32_t m = mult[c];
         const int s = shift[c];
-        for (int i = 0; i < inner; i++, acc++, y++)
-            *y = requant_s8(*acc, m, s, zp, lo, hi);
+        if (s >= 33)
+            for (int i = 0; i < inner; i++, acc++, y++)
+                *y = requant_hi(*acc, m, s, zp, lo, hi);
+        else
+            for (int i = 0; i < inner; i++, acc++, y++)
+                *y = requant_s8(*acc, m, s, zp, lo, hi);
     }
 }
 
