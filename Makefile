@@ -57,6 +57,7 @@ build: setup
 ifeq ($(BACKEND),all)
 all: train generate build
 	$(MAIN) $(BIN)/mnist-mcu benchmark
+	$(MAIN) $(BIN)/mnist-mcu report
 else ifeq ($(BACKEND),native)
 all: train generate-native
 	$(MAIN) $(PIO) run $(addprefix -e ,$(NATIVE_ENVS))
@@ -69,6 +70,7 @@ endif
 
 benchmark: setup
 	$(MAIN) $(BIN)/mnist-mcu benchmark
+	$(MAIN) $(BIN)/mnist-mcu report
 
 # Refresh the committed artifacts: model/mlp.onnx (+ JSON, curve) and firmware/generated/.
 model: setup

@@ -225,3 +225,12 @@ def _state(pid):
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
     except (OSError, IndexError):
         return "zombie"
+
+
+def test_report_without_a_benchmark_is_one_line(tmp_path):
+    out = run("report", "--json", str(tmp_path / "benchmark.json"))
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "mnist-mcu benchmark" in out.stderr
+    assert out.stderr.count("\n") == 1 and not (tmp_path / "index.html").exists()
+    (tmp_path / "benchmark.json").write_text("[1, 2]")
+    out = run("report", "--json", str(tmp_path / "benchmark.json"))
+    assert out.returncode == 2 and "not a benchmark report" in out.stderr and out.stderr.count("\n") == 1

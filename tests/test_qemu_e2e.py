@@ -87,6 +87,13 @@ def test_evaluate_and_benchmark_cli(build_env, mnist_dir, tmp_path):
     assert "qemu_f405_int8" in res.output and "img/s" in res.output
     b = json.loads((tmp_path / "b.json").read_text())
     assert [e["env"] for e in b["envs"]] == ["qemu_f405_int8"] and b["envs"][0]["images"] == 30
+    assert (tmp_path / "b.png").stat().st_size > 5000  # flash / RAM / instructions chart
+    res = runner.invoke(cli, ["report", "--json", str(tmp_path / "b.json")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "index.html").read_text()
+    # the table, the chart and the env's three plots, embedded so the page works offline
+    assert "qemu_f405_int8" in page and "instr/inf" in page and page.count("data:image/png;base64,") >= 4
+    assert "not found" not in page
 
 
 def test_every_image_encoding_gives_the_same_answer_on_the_device(build_env, mnist_dir):

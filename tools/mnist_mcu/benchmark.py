@@ -15,7 +15,7 @@ from .errors import UserError
 from .evaluate import DEFAULT_JOBS, EvalOptions, evaluate
 from .outdir import output_file_option
 from .paths import REPORTS_DIR
-from .reports import fmt_bytes, table, write_json
+from .reports import fmt_bytes, plot_benchmark, table, write_json
 
 DEFAULT_ENVS = ("qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8", "qemu_f405_cnn_int8")
 BASELINE_ENV = "qemu_f405_ref_f32"  # plain reference kernels: the speed-up is measured against it
@@ -79,6 +79,9 @@ def benchmark(envs=None, limit=None, json_path=None, data_dir=None, model=None, 
     slim = [{k: v for k, v in r.items() if k not in ("confusion_matrix", "misclassified")} for r in rows]
     add_speedups(slim)
     result = {"limit": limit, "jobs": jobs, "total_seconds": round(time.monotonic() - t0, 3), "envs": slim}
+    chart = json_path.with_suffix(".png")
+    plot_benchmark(slim, chart, f"mnist-mcu benchmark: {slim[0]['images'] if slim else 0} test images per env")
+    result["chart_png"] = str(chart)
     write_json(json_path, result)
     result["json"] = str(json_path)
     result["table"] = table(slim, COLUMNS)
@@ -101,7 +104,8 @@ def cli(envs, limit, json_path, data_dir, model, jobs, no_build):
     names = [n.strip() for item in envs for n in item.split(",") if n.strip()]
     res = benchmark(names or None, limit, json_path, data_dir, model, jobs, not no_build)
     click.echo(res["table"])
-    click.echo(f"total {res['total_seconds']:.1f} s; wrote {res['json']}")
+    click.echo(f"total {res['total_seconds']:.1f} s; wrote {res['json']} and {res['chart_png']}; "
+               f"`mnist-mcu report` makes reports/index.html")
     for r in sorted(res["envs"], key=lambda r: r["backend"] == "deepc"):  # deepC last: the user's compiler
         click.echo(f"{r['env']}: {r['backend']} {r['dtype']} device accuracy {r['accuracy']:.2%} on "
                    f"{r['images']} test images under QEMU (host {r['host_accuracy']:.2%}, agreement {r['agreement']:.2%})")

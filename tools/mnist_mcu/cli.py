@@ -9,10 +9,11 @@ import sys
 
 import click
 
-from . import benchmark, compile, draw, evaluate, robustness, run, train
+from . import benchmark, compile, draw, evaluate, report_page, robustness, run, train
 from .errors import UserError
 
-COMMANDS = [train.cli, compile.cli, evaluate.cli, benchmark.cli, run.cli, draw.cli, robustness.cli]
+COMMANDS = [train.cli, compile.cli, evaluate.cli, benchmark.cli, report_page.cli, run.cli, draw.cli,
+            robustness.cli]
 
 
 @click.group()

@@ -40,7 +40,7 @@ def plot_confusion(cm: np.ndarray, path: Path, title: str):
     off = np.ma.masked_where(np.eye(n, dtype=bool) | (cm == 0), cm.astype(float))
     ax.imshow(np.where(np.eye(n, dtype=bool), 1.0, np.nan), cmap="Greys", vmin=0, vmax=4)
     vmax = max(float(off.max()) if off.count() else 1.0, 2.0)
-    im = ax.imshow(off, cmap="Reds", norm=LogNorm(vmin=1, vmax=vmax))
+    im = ax.imshow(off, cmap="Reds", norm=LogNorm(vmin=0.4, vmax=vmax))  # 1 error is clearly coloured
     for i in range(n):
         for j in range(n):
             if cm[i, j]:
@@ -146,3 +146,29 @@ def table(rows: list[dict], columns: list[tuple[str, str, callable]]) -> str:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def plot_benchmark(rows: list[dict], path: Path, title: str = "mnist-mcu benchmark"):
+    """Flash, RAM and instructions per inference of every env, side by side (bars from zero,
+    values written beside them)."""
+    plt = _plt()
+    names = [r["env"] for r in rows]
+    panels = [("flash (KB)", [r.get("flash_bytes", 0) / 1024 for r in rows]),
+              ("RAM (KB)", [r.get("ram_bytes", 0) / 1024 for r in rows]),
+              ("instructions per inference", [r.get("instructions_per_inference") or 0 for r in rows])]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 0.45 * len(rows) + 1.6), dpi=110, sharey=True)
+    for ax, (label, values) in zip(axes, panels):
+        bars = ax.barh(range(len(rows)), values, color="#4878a8")
+        ax.set_xlabel(label)
+        ax.set_xlim(0, max(values + [1]) * 1.3)
+        for bar, v in zip(bars, values):
+            if v:
+                ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:,.0f}" if v >= 100 else f" {v:.1f}",
+                        va="center", fontsize=7)
+    axes[0].set_yticks(range(len(rows)))
+    axes[0].set_yticklabels(names, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
