@@ -10,18 +10,23 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
-
+from mnist_mcu import outdir
 from mnist_mcu.deepc_backend import (
     check_operators,
     compile_deepc,
     implemented_operators,
     normalise_model,
 )
-from mnist_mcu.deepc_patches import CPP_DEFINES, CXX_STD, DEVICE_CXXFLAGS, DeepcSetupError, prepare_runtime
-from mnist_mcu import outdir
+from mnist_mcu.deepc_patches import (
+    CPP_DEFINES,
+    CXX_STD,
+    DEVICE_CXXFLAGS,
+    DeepcSetupError,
+    prepare_runtime,
+)
 from mnist_mcu.errors import UserError
 from mnist_mcu.paths import FIRMWARE_DIR, MODEL_DIR
+from onnx import TensorProto, helper, numpy_helper
 
 MNIST_DIR = os.environ.get("MNIST_DIR", "/work/shared/mnist")
 N_IMAGES = int(os.environ.get("DEEPC_TEST_IMAGES", "300"))
@@ -206,7 +211,7 @@ def test_generated_files(generated):
     assert src.startswith("/* GENERATED FILE - do not edit by hand.")
     assert "--backend deepc" in src.splitlines()[1]
     assert "int main" not in src and "read(" not in src and "int32_t" not in src.split("using namespace dnnc;")[1]
-    assert re.search(r"^const float deepc_w_\w+\[78400\] = \{$", (out / "deepc_weights.cpp").read_text(), re.M)
+    assert re.search(r"^const float deepc_w_\w+\[78400\] = \{$", (out / "deepc_weights.cpp").read_text(), re.MULTILINE)
     # no leftovers of the atomic write
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".deepc")]
 
@@ -214,7 +219,6 @@ def test_generated_files(generated):
 @pytest.mark.slow
 def test_host_build_matches_onnxruntime(generated, tmp_path):
     import onnxruntime as ort
-
     from mnist_mcu.data import load_mnist, normalise
 
     onnx_path, out = generated
@@ -330,7 +334,6 @@ def test_lean_build_on_f405_matches_onnxruntime(build_env, mnist_dir, model_path
     """The lean deepC firmware on the emulated F405: outputs vs onnxruntime on real test images.
     Flash and RAM are printed; their budgets are measured by `mnist-mcu benchmark`."""
     import onnxruntime as ort
-
     from mnist_mcu import protocol as P
     from mnist_mcu.data import load_mnist, normalise
     from mnist_mcu.qemu import Qemu
@@ -355,3 +358,27 @@ def test_lean_build_on_f405_matches_onnxruntime(build_env, mnist_dir, model_path
     assert info.backend == "deepc" and info.heap_peak_bytes > 0  # the deepC library, on the heap
     assert diff <= 1e-5, diff
     assert np.array_equal(out.argmax(1), ref.argmax(1))
+
+
+# ------------------------------------------------------ ONNX node tests (issue 7, information)
+NODE_TESTS = Path(onnx.__file__).parent / "backend" / "test" / "data" / "node"
+
+
+@pytest.mark.slow
+def test_conformance_case_statuses(tmp_path):
+    """conformance_case runs ONNX's own node tests through deepC: rejected operators, passing
+    ones (the lean Gemm included), and a case whose expected output was changed fails."""
+    from mnist_mcu.deepc_backend import CONFORMANCE_STATUSES, conformance_case
+
+    assert conformance_case(NODE_TESTS / "test_maxpool_1d_default") == "reject"  # a deepC stub
+    assert conformance_case(NODE_TESTS / "test_softmax_axis_0") == "reject"  # not expressible in deepC
+    for name in ("test_relu", "test_gemm_all_attributes", "test_gemm_transposeA"):
+        assert conformance_case(NODE_TESTS / name, work_dir=tmp_path) == "pass", name
+    case = tmp_path / "test_relu_changed"
+    shutil.copytree(NODE_TESTS / "test_relu", case)
+    out = case / "test_data_set_0" / "output_0.pb"
+    want = numpy_helper.to_array(onnx.load_tensor(str(out)))
+    onnx.save_tensor(numpy_helper.from_array(want + np.float32(1e-3)), str(out))
+    assert conformance_case(case, work_dir=tmp_path) == "fail"
+    assert set(CONFORMANCE_STATUSES) == {"pass", "fail", "reject", "codegen-error", "build-error"}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("deepc-case-")]  # work folders removed

@@ -263,7 +263,7 @@ def _dims_without_copies(text):
 
 
 # --------------------------------------------------------------- core/broadcast.h
-_BROADCAST_MSG = re.compile(r"( *)std::stringstream errMsg;\n.*?SPDLOG_ERROR\(errMsg\.str\(\)\.c_str\(\)\);\n", re.S)
+_BROADCAST_MSG = re.compile(r"( *)std::stringstream errMsg;\n.*?SPDLOG_ERROR\(errMsg\.str\(\)\.c_str\(\)\);\n", re.DOTALL)
 
 
 def _patch_broadcast(text):
@@ -284,7 +284,7 @@ def _patch_broadcast(text):
 
 # ------------------------------------------------------------- operators/Gemm.h
 _GEMM_EIGEN = re.compile(r"    std::vector<size_t> aShape = transA \? .*?"
-                         r"    result\.load\(eResult\.data\(\)\);\n", re.S)
+                         r"    result\.load\(eResult\.data\(\)\);\n", re.DOTALL)
 _GEMM_LEAN = """    /* mnist-mcu patch: ONNX Gemm (2-D A and B) as M matrix-vector products straight into
      * the result (batch 1: one GEMV), C broadcast by indexing: no Eigen GEMM and its packing
      * buffers, no copy of C, no shape vectors. */
