@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,6 +258,94 @@ def test_hardware_tests_run_on_a_place(lab, mnist_dir, tmp_path, acquired_before
     finally:
         if acquired_before:
             lab.client("-c", str(env_file), "release")
+
+
+# ---------------------------------------------------------------------- RFC 2217 (ser2net's protocol)
+
+class Rfc2217Server:
+    """An RFC 2217 (telnet serial) server in front of an emulator's TCP UART, as ser2net puts one
+    in front of a board's USB serial port on a real exporter. pyserial's own PortManager does
+    the protocol; this class only moves bytes."""
+
+    def __init__(self, uart_url: str):
+        import serial
+        import serial.rfc2217
+
+        self.uart = serial.serial_for_url(uart_url, timeout=0.05)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.rfc2217 = serial.rfc2217
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        conn, _ = self.listener.accept()
+
+        class Out:  # PortManager writes its replies through .write
+            write = conn.sendall
+
+        manager = self.rfc2217.PortManager(self.uart, Out())
+
+        def device_to_client():
+            try:
+                while not self.stopped.is_set():
+                    data = self.uart.read(4096)
+                    if data:
+                        conn.sendall(b"".join(manager.escape(data)))
+            except Exception:  # noqa: BLE001 - the port is closed under us at the end
+                pass
+
+        threading.Thread(target=device_to_client, daemon=True).start()
+        try:
+            while not self.stopped.is_set():
+                data = conn.recv(4096)
+                if not data:
+                    break
+                self.uart.write(b"".join(manager.filter(data)))
+        except Exception:  # noqa: BLE001 - the same
+            pass
+        conn.close()
+
+    def close(self):
+        self.stopped.set()
+        self.listener.close()
+        self.uart.close()
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="transport.py: pyserial's rfc2217 Serial rejects write_timeout, and Device's "
+                                       "socket fast path bypasses RFC 2217 (bytes 0xFF are not escaped)")
+def test_place_behind_an_rfc2217_server(lab, mnist_dir, tmp_path, build_env):
+    """A place whose serial port speaks RFC 2217, like a USB serial port exported by ser2net."""
+    env = build_env(ENV)
+    qemu = Qemu(env.elf, env.qemu_machine, name="qemu behind RFC 2217")
+    server = None
+    exporter = None
+    try:
+        qemu.start()
+        qemu.device.close()
+        server = Rfc2217Server(f"socket://127.0.0.1:{qemu.port}")
+        config = tmp_path / "rfc2217-exporter.yaml"
+        config.write_text(f"rfc:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: {server.port}\n"
+                          "    protocol: rfc2217\n")
+        exporter = _spawn([BIN / "labgrid-exporter", "-c", lab.address, "-n", "farmrfc", "--hostname", "127.0.0.1",
+                           config], tmp_path, tmp_path / "exporter.log")
+        _wait("RFC 2217 resource", lambda: "farmrfc/rfc/NetworkSerialPort" in lab.client("resources").stdout,
+              procs=[exporter])
+        lab.client("-p", "farm-rfc", "create")
+        lab.client("-p", "farm-rfc", "add-match", "farmrfc/rfc/NetworkSerialPort")
+        res = _evaluate_cli(lab, "--place", "farm-rfc", "--limit", "50", "--json", tmp_path / "r.json",
+                            "--data-dir", mnist_dir)
+        assert res.returncode == 0, res.stderr
+        report = json.loads((tmp_path / "r.json").read_text())
+        assert report["places"][0]["url"] == f"rfc2217://127.0.0.1:{server.port}"
+        assert report["agreement"] == 1.0 and report["images"] == 50
+    finally:
+        lab.client("-p", "farm-rfc", "delete", check=False)
+        if exporter is not None:
+            _stop(exporter)
+        if server is not None:
+            server.close()
+        qemu.stop()
 
 
 # ---------------------------------------------------------------------- failures
