@@ -87,10 +87,11 @@ def check_report():
                     "max_abs_diff", "wall_seconds", "images_per_second", "flash_bytes", "ram_bytes"):
             assert key in r, key
         # memory the device reports (linker symbols) vs the ELF's sections, read by another tool
-        # (arm-none-eabi-size): the flash span may exceed the section sum only by alignment gaps
+        # (arm-none-eabi-size): the device's spans may exceed the section sums only by alignment gaps
         if r.get("elf_flash_bytes") is not None:
             assert 0 <= r["flash_bytes"] - r["elf_flash_bytes"] < 512, (r["flash_bytes"], r["elf_flash_bytes"])
-            assert r["static_ram_bytes"] == r["elf_static_ram_bytes"]
+            assert 0 <= r["static_ram_bytes"] - r["elf_static_ram_bytes"] < 64, \
+                (r["static_ram_bytes"], r["elf_static_ram_bytes"])  # .data to .bss alignment only
         assert 0 < r["stack_peak_bytes"] < r["stack_size_bytes"], "stack peak not measured or stack overflowed"
         assert r["class_vs_argmax_mismatch"] == 0
         if r["dtype"] == "int8":

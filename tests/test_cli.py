@@ -201,7 +201,7 @@ def test_signal_stops_qemu_and_says_so(tmp_path, mnist_dir, build_env, sig, word
     import time
 
     build_env("qemu_f405_int8")
-    proc = subprocess.Popen([str(BIN), "evaluate", "--env", "qemu_f405_int8", "--no-build", "--no-plots",
+    proc = subprocess.Popen([str(BIN), "evaluate", "--env", "qemu_f405_int8", "--no-build", "--no-plots", "--jobs", "2",
                              "--json", str(tmp_path / "r.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "MNIST_DIR": mnist_dir})
     deadline = time.monotonic() + 120
