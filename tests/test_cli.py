@@ -234,3 +234,42 @@ def test_report_without_a_benchmark_is_one_line(tmp_path):
     (tmp_path / "benchmark.json").write_text("[1, 2]")
     out = run("report", "--json", str(tmp_path / "benchmark.json"))
     assert out.returncode == 2 and "not a benchmark report" in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_progress_lines_when_not_a_terminal():
+    """CI logs get a plain line every few seconds: images done, rate, time left."""
+    import io
+    import time
+
+    from mnist_mcu.evaluation.progress import Progress
+
+    out = io.StringIO()
+    p = Progress(100, "qemu x3", enabled=None, every=0.05, stream=out)
+    for _ in range(4):
+        time.sleep(0.06)
+        p.update(10)
+    p.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 3 and all(ln.startswith("qemu x3: ") for ln in lines), lines
+    assert "40/100 images" in lines[-1] and "images/s" in lines[-1] and "s left" in lines[-1]
+    quiet = io.StringIO()
+    Progress(10, "x", enabled=False, every=0, stream=quiet).update(10)
+    assert quiet.getvalue() == ""
+
+
+def test_main_job_outputs_replace_the_committed_model_folders(tmp_path, monkeypatch):
+    """MNIST_MCU_OUT (make all): evaluate's host reference uses the main job's own library and
+    model, the same folders firmware/scripts/model_dir.py builds the firmware from."""
+    from mnist_mcu import firmware
+    from mnist_mcu.paths import ROOT
+
+    monkeypatch.setenv("MNIST_MCU_OUT", str(tmp_path))
+    env = firmware.get_env("qemu_f405_int8")
+    assert env.model_dir == tmp_path / "generated" / "native_int8"
+    assert env.model_onnx == ROOT / "model" / "mlp.onnx"  # no trained model in OUT yet: the committed one
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mlp.onnx").write_bytes(b"x")
+    assert firmware.get_env("qemu_f405_int8").model_onnx == tmp_path / "model" / "mlp.onnx"
+    assert firmware.get_env("qemu_f405_cnn_int8").model_onnx == ROOT / "model" / "cnn.onnx"
+    monkeypatch.delenv("MNIST_MCU_OUT")
+    assert firmware.get_env("qemu_f405_int8").model_dir == ROOT / "firmware" / "generated" / "native_int8"

@@ -278,3 +278,22 @@ def test_old_firmware_version_is_one_clear_line(fake, monkeypatch):
         dev.info()
     msg = str(err.value)
     assert "protocol version 1" in msg and f"speaks {P.VERSION}" in msg and "rebuild" in msg and "\n" not in msg
+
+
+def test_stream_to_ports_shards_the_images_over_every_device():
+    """TEAM interface 2 (farm's --target labgrid uses it): one shared queue over several URLs."""
+    from mnist_mcu.evaluation.session import StreamOptions, stream_to_ports
+
+    fakes = [FakeDevice(), FakeDevice()]
+    fakes[1].delay = 0.002  # a slower device simply takes fewer images
+    try:
+        images = np.stack([np.full(784, i % 250, np.uint8) for i in range(120)])
+        run = stream_to_ports([f.url for f in fakes], images, StreamOptions(window=2, timeout=5, progress=False))
+    finally:
+        for f in fakes:
+            f.close()
+    assert run.instances == 2 and list(run.counts) == [1] * 120
+    assert all(run.classes[i] == int(fake_outputs(bytes(images[i])).argmax()) for i in range(120))
+    served = [len(f.inferences) for f in fakes]
+    assert sum(served) == 120 and min(served) > 0, served
+    assert run.bytes_sent > 0 and run.bytes_received > 0
