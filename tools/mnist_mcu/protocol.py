@@ -294,10 +294,14 @@ def encode_image(pixels, encoding: int = ENC_DEFAULT) -> bytes:
 
         return bytes((ENC_HUFFMAN,)) + encode(px)
     if encoding == ENC_BEST:
-        options = [encode_image(px, ENC_ZERO_RUN), encode_image(px, ENC_RAW)]
         if len(px) == 784:  # the Huffman tables are made for 28x28 digits
-            options.insert(0, encode_image(px, ENC_HUFFMAN))
-        return min(options, key=len)
+            best = encode_image(px, ENC_HUFFMAN)
+            # zero-run needs at least a byte per non-zero pixel: skip it (host CPU competes with
+            # the emulators) when it cannot be shorter
+            if len(best) <= np.count_nonzero(px) + 1:
+                return best
+            return min((best, encode_image(px, ENC_ZERO_RUN), encode_image(px, ENC_RAW)), key=len)
+        return min((encode_image(px, ENC_ZERO_RUN), encode_image(px, ENC_RAW)), key=len)
     raise ValueError(f"unknown encoding {encoding}")
 
 
