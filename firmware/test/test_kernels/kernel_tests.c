@@ -401,7 +401,7 @@ static void test_conv_s8(void)
         const conv_geom *q = &CONVS[g];
         const int OH = (q->H + q->pt + q->pb - q->KH) / q->sh + 1, OW = (q->W + q->pl + q->pr - q->KW) / q->sw + 1;
         const int n_w = q->M * q->C * q->KH * q->KW, n_x = q->C * q->H * q->W, n_y = q->M * OH * OW;
-        for (int pattern = 0; pattern < N_PATTERNS; pattern++) {
+        for (int pattern = 0; pattern <= N_PATTERNS; pattern++) { /* N_PATTERNS: a uniform background */
             for (int i = 0; i < n_w; i++)
                 WA_B[i] = pattern == EXTREME ? ((i & 1) ? -128 : 127) : rnd_weight(pattern);
             for (int m = 0; m < q->M; m++) {
@@ -418,6 +418,8 @@ static void test_conv_s8(void)
                         v = zx;
                     else if (pattern == EXTREME)
                         v = (i & 1) ? 127 : -128;
+                    else if (pattern == N_PATTERNS && rnd() % 16) /* one value with a few strokes */
+                        v = zx > 0 ? zx - 77 : zx + 77;
                     CX[i] = (int8_t)v;
                 }
                 const int zy = rnd_in(-128, 127), lo = (z & 1) ? zy : -128;
@@ -447,26 +449,32 @@ static void test_conv_s8(void)
 static void test_maxpool_s8(void)
 {
     begin();
-    for (int t = 0; t < 12; t++) {
-        const int C = rnd_in(1, 5), H = rnd_in(1, 13), W = rnd_in(1, 13), K = rnd_in(1, 3), s = rnd_in(1, 3);
-        if (H < K || W < K)
+    for (int t = 0; t < 60; t++) {
+        /* the CNN's 2x2/2 pools, then random windows, strides and paddings (odd sizes, tails) */
+        const int C = rnd_in(1, 5), H = t < 4 ? 28 >> (t & 1) : rnd_in(1, 31), W = t < 4 ? H : rnd_in(1, 31);
+        const int KH = t < 4 ? 2 : rnd_in(1, 3), KW = t < 4 ? 2 : rnd_in(1, 3);
+        const int sh = t < 4 ? 2 : rnd_in(1, 3), sw = t < 4 ? 2 : rnd_in(1, 3);
+        const int pt = t < 8 ? 0 : rnd_in(0, KH - 1), pl = t < 8 ? 0 : rnd_in(0, KW - 1);
+        if (H + pt < KH || W + pl < KW)
             continue;
-        const int OH = (H - K) / s + 1, OW = (W - K) / s + 1;
+        const int OH = (H + pt - KH) / sh + 1, OW = (W + pl - KW) / sw + 1;
         for (int i = 0; i < C * H * W; i++)
-            CX[i] = (int8_t)(t == 0 ? -128 : rnd_in(-128, 127));
-        nn_maxpool2d_s8(CX, CY_OPT, C, H, W, K, K, OH, OW, s, s, 0, 0);
-        for (int c = 0; c < C; c++)
+            CX[i] = (int8_t)((t & 3) == 0 ? -128 : ((t & 3) == 1 ? 127 : rnd_in(-128, 127)));
+        nn_maxpool2d_s8_ref(CX, CY_REF, C, H, W, KH, KW, OH, OW, sh, sw, pt, pl);
+        nn_maxpool2d_s8(CX, CY_OPT, C, H, W, KH, KW, OH, OW, sh, sw, pt, pl);
+        check_bytes("nn_maxpool2d_s8", CY_REF, CY_OPT, C * OH * OW, t, H);
+        for (int c = 0; c < C && !pt && !pl; c++) /* the reference against the definition */
             for (int oy = 0; oy < OH; oy++)
                 for (int ox = 0; ox < OW; ox++) {
                     int m = -128;
-                    for (int ky = 0; ky < K; ky++)
-                        for (int kx = 0; kx < K; kx++) {
-                            const int v = CX[(c * H + oy * s + ky) * W + ox * s + kx];
+                    for (int ky = 0; ky < KH; ky++)
+                        for (int kx = 0; kx < KW; kx++) {
+                            const int v = CX[(c * H + oy * sh + ky) * W + ox * sw + kx];
                             m = v > m ? v : m;
                         }
                     const int i = (c * OH + oy) * OW + ox;
-                    if (CY_OPT[i] != m)
-                        mismatch("nn_maxpool2d_s8", t, m, i);
+                    if (CY_REF[i] != m)
+                        mismatch("nn_maxpool2d_s8_ref", t, m, i);
                 }
         hash_bytes(CY_OPT, C * OH * OW);
     }

@@ -79,6 +79,9 @@ void nn_conv2d_ref_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *b
                       int8_t *y, const float *dq_scale, float *yf, int relu);
 void nn_maxpool2d_s8(const int8_t *x, int8_t *y, int C, int H, int W, int KH, int KW,
                      int OH, int OW, int sh, int sw, int pt, int pl);
+/* reference for nn_maxpool2d_s8 */
+void nn_maxpool2d_s8_ref(const int8_t *x, int8_t *y, int C, int H, int W, int KH, int KW,
+                         int OH, int OW, int sh, int sw, int pt, int pl);
 void nn_relu_s8(const int8_t *x, int8_t *y, int n, int zp);
 
 #ifdef __cplusplus
