@@ -139,8 +139,8 @@ def lab(build_env, tmp_path_factory):
     assert not stray, f"processes left running: {stray}"
 
 
-def _evaluate_cli(lab: Lab, *args, wait=True, **kwargs):
-    cmd = [str(BIN / "mnist-mcu"), "evaluate", "--env", ENV, "--target", "labgrid", "--coordinator", lab.address,
+def _evaluate_cli(lab: Lab, *args, wait=True, env=ENV, **kwargs):
+    cmd = [str(BIN / "mnist-mcu"), "evaluate", "--env", env, "--target", "labgrid", "--coordinator", lab.address,
            "--no-build", "--no-plots", *args]
     if wait:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, **kwargs)
@@ -363,6 +363,35 @@ def test_place_held_by_someone_else(lab, mnist_dir):
             "farm-a must not stay acquired when farm-b cannot be"
     finally:
         lab.client("-p", "farm-b", "release", user="someone-else")
+
+
+def test_probe_that_cannot_be_reached(lab, mnist_dir, tmp_path, build_env):
+    """A board place: the firmware goes through its debug probe (labgrid's OpenOCD driver, run on
+    the exporter host over SSH). Here no SSH server answers, so flashing fails: one line, released."""
+    build_env("nucleo_f446re_int8")
+    config = tmp_path / "probe-exporter.yaml"
+    config.write_text(f"nucleo:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: {free_port()}\n    protocol: raw\n"
+                      "  NetworkUSBDebugger:\n    host: 127.0.0.1\n    busnum: 1\n    devnum: 5\n    path: '1-1.2'\n"
+                      "    vendor_id: 0x0483\n    model_id: 0x374b\n")
+    exporter = _spawn([BIN / "labgrid-exporter", "-c", lab.address, "-n", "farmprobe", "--hostname", "127.0.0.1",
+                       config], tmp_path, tmp_path / "exporter.log")
+    try:
+        _wait("probe resource", lambda: "farmprobe/nucleo/NetworkUSBDebugger" in lab.client("resources").stdout,
+              procs=[exporter])
+        lab.client("-p", "farm-probe", "create")
+        lab.client("-p", "farm-probe", "add-match", "farmprobe/nucleo/*")
+        t0 = time.monotonic()
+        res = _evaluate_cli(lab, "--place", "farm-probe", "--limit", "20", "--data-dir", mnist_dir,
+                            env="nucleo_f446re_int8")
+        took = time.monotonic() - t0
+        line = _error_line(res.stderr)
+        assert res.returncode == 2 and took < FAILS_WITHIN + 30, res.stderr  # + ssh's own connect attempt
+        assert line.startswith("error: place farm-probe: flashing nucleo_f446re_int8 through OpenOCD failed: "), line
+        assert "flashing nucleo_f446re_int8 onto place farm-probe (OpenOCD board/st_nucleo_f4.cfg)" in res.stderr
+        assert not lab.holders(), "place left held"
+    finally:
+        lab.client("-p", "farm-probe", "delete", check=False)
+        _stop(exporter)
 
 
 def test_coordinator_down(lab, mnist_dir):

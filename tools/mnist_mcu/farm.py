@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import threading
 from collections.abc import Callable
@@ -259,7 +260,7 @@ class Farm:
             driver.load(str(elf))
         except Exception as exc:  # noqa: BLE001 - ExecutionError, SSH errors, a missing openocd
             raise UserError(f"place {place.name}: flashing {env.name} through OpenOCD failed: "
-                            f"{_one_line(exc)}") from None
+                            f"{_flash_error(exc)}") from None
         place.flashed = True
 
 
@@ -280,6 +281,18 @@ def _grpc_details(exc: BaseException) -> str:
         except Exception:  # noqa: BLE001, S110 - fall back to the exception's text
             pass
     return _one_line(exc)
+
+
+def _flash_error(exc: BaseException) -> str:
+    """labgrid's SSH failure quotes the whole ssh command line; say what it means instead."""
+    text = str(getattr(exc, "msg", "") or exc)
+    m = re.match(r"failed to connect to (\S+) with args .*returncode=(-?\d+)", text, re.S)
+    if not m:
+        return _one_line(exc)
+    said = [ln.strip() for ln in re.findall(r"b'((?:[^'\\]|\\.)*)'", text) if ln.strip()]
+    detail = said[-1].replace("\\r", "").replace("\\n", " ").strip() if said else f"ssh exit code {m.group(2)}"
+    return (f"cannot reach the exporter host {m.group(1)} over SSH ({detail}); labgrid runs OpenOCD on the host "
+            "with the probe, so this computer needs key-based SSH access to it")
 
 
 def _forget_target(target):
