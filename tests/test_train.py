@@ -28,6 +28,43 @@ def test_mlp_shape_and_size():
 def test_cnn_shape():
     model = train.build_model("cnn")
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    for spec in ("c8s2-c16s2-f32", "c8-p-c16s2", "c4s2-c4s2-c4s2-f8"):
+        assert train.build_model("cnn", spec)(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    with pytest.raises(train.UserError, match="bad architecture token"):
+        train.build_model("cnn", "c8s2-x3")
+
+
+def test_augmentation_is_seeded_and_batched():
+    from mnist_mcu import augment
+
+    x = torch.from_numpy(data.load_mnist("train", MNIST)[0][:64].astype(np.float32) / 255).unsqueeze(1)
+    a = augment.augment(x, torch.Generator().manual_seed(5))
+    b = augment.augment(x, torch.Generator().manual_seed(5))
+    c = augment.augment(x, torch.Generator().manual_seed(6))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    changed = (a - x).abs().flatten(1).amax(1) > 0.1
+    assert 0.6 < changed.float().mean() < 1.0  # most images move; a few (clean_p) stay as they are
+    ink = x.sum()
+    thick = augment.thicken(x, torch.ones(64))
+    thin = augment.thicken(x, -torch.ones(64))
+    assert thin.sum() < ink < thick.sum()
+    nd = augment.non_digits(32, torch.Generator().manual_seed(0))
+    assert nd.shape == (32, 1, 28, 28) and 0.0 <= nd.min() and nd.max() <= 1.0
+
+
+def test_cnn_smoke_training_runs_augmentation_and_exports(tmp_path):
+    """One short epoch on 3,000 images: augmentation, non-digit batches, BN folding, export, reject
+    threshold; and the same seed gives the same bytes."""
+    import onnx
+
+    m = train.run_training("cnn", epochs=1, seed=0, data_dir=MNIST, out_dir=tmp_path / "a", limit_train=3000)
+    assert m["test_accuracy"] > 0.5 and m["export_parity"]["max_abs_diff"] <= 1e-5
+    assert 0.0 < m["reject_threshold"] < 1.0 and m["held_out_images"] == 300
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "a" / "cnn.onnx")).graph.node}
+    assert ops <= {"Conv", "Relu", "MaxPool", "Flatten", "Reshape", "Gemm", "Softmax"}, ops
+    train.run_training("cnn", epochs=1, seed=0, data_dir=MNIST, out_dir=tmp_path / "b", limit_train=3000)
+    assert (tmp_path / "a" / "cnn.onnx").read_bytes() == (tmp_path / "b" / "cnn.onnx").read_bytes()
 
 
 def test_smoke_training_learns_and_exports(tmp_path):
@@ -70,6 +107,17 @@ def test_committed_model_reaches_seed_accuracy():
     acc = _ort_accuracy(MODEL_DIR / "mlp.onnx", images, labels)
     assert acc >= SEED_ACCURACY
     assert abs(acc - json.loads((MODEL_DIR / "mlp.json").read_text())["test_accuracy"]) < 1e-9
+
+
+def test_committed_cnn_reaches_product_accuracy():
+    """model/cnn.onnx (the product model), onnxruntime on all 10,000 test images: >= 99.3 %."""
+    import onnx
+
+    onnx.checker.check_model(str(MODEL_DIR / "cnn.onnx"))
+    images, labels = data.load_mnist("test", MNIST)
+    acc = _ort_accuracy(MODEL_DIR / "cnn.onnx", images, labels)
+    assert acc >= 0.993
+    assert abs(acc - json.loads((MODEL_DIR / "cnn.json").read_text())["test_accuracy"]) < 1e-9
 
 
 @pytest.mark.slow

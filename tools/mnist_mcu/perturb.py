@@ -86,7 +86,8 @@ def perturb(images: np.ndarray, family: str, seed: int = 0) -> np.ndarray:
         c, s = np.cos(a), np.sin(a)
         out = warp(ims, np.stack([np.stack([c, s], 1), np.stack([-s, c], 1)], 1), np.zeros((n, 2)))
     elif family == "shift":
-        out = shift_whole(ims, rng.integers(-4, 5, n), rng.integers(-4, 5, n))
+        d = rng.integers(-4, 5, (n, 2))  # one draw per image: a --limit subset is a prefix of the full set
+        out = shift_whole(ims, d[:, 0], d[:, 1])
     elif family == "scale":
         k = 1 / rng.uniform(0.7, 1.3, n)
         out = warp(ims, np.eye(2)[None] * k[:, None, None], np.zeros((n, 2)))

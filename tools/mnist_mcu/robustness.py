@@ -54,16 +54,17 @@ def device_scores(env_name: str, sets: dict[str, np.ndarray], labels: np.ndarray
     if build:
         click.echo(f"building {env.name} ...", err=True)
         fw.build(env)
+    n = len(labels)
     pixels = np.concatenate(list(sets.values()))
     if env.is_qemu and not port:
         run = run_qemu(fw.require_elf(env), env.qemu_machine, pixels,
                        options=StreamOptions(window=DEFAULT_WINDOW_QEMU, timeout=timeout))
     else:
         run = stream_to_ports([p.strip() for p in port.split(",")], pixels, StreamOptions(timeout=timeout))
-    out, n = {}, len(labels)
+    out = {}
     for i, fam in enumerate(sets):
         out[fam] = _accuracy(run.outputs[i * n:(i + 1) * n], labels)
-    return {"model_onnx": _rel(env.model_onnx), "accuracy": out, "min_accuracy": min(out.values()),
+    return {"model_onnx": _rel(env.model_onnx), "images": n, "accuracy": out, "min_accuracy": min(out.values()),
             "wall_seconds": round(run.wall_seconds, 1)}
 
 
@@ -91,7 +92,9 @@ def plot(report: dict, path: Path) -> None:
     ax.set_xticks(range(len(fams)), fams)
     lo = min(min(a.values()) for _, a in rows) if rows else 0.9
     ax.set_ylim(max(0, 100 * lo - 5), 100)
-    ax.set(ylabel="accuracy (%)", title=f"Robustness on {report['images']} perturbed test images per family "
+    dev = {r["images"] for r in report["device"].values()} - {report["images"]}
+    note = f"; device {', '.join(map(str, sorted(dev)))}" if dev else ""
+    ax.set(ylabel="accuracy (%)", title=f"Robustness on {report['images']} perturbed test images per family{note} "
                                         f"(seed {report['seed']})")
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(axis="y", alpha=0.3)
@@ -101,7 +104,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 def robustness(models=DEFAULT_MODELS, envs=DEFAULT_ENVS, limit=None, seed=0, out_dir=REPORTS_DIR,
-               data_dir=None, build=True, port=None, timeout=5.0) -> dict:
+               data_dir=None, build=True, port=None, timeout=5.0, device_limit=None) -> dict:
     t0 = time.monotonic()
     for m in models:
         if not Path(m).is_file():
@@ -117,8 +120,10 @@ def robustness(models=DEFAULT_MODELS, envs=DEFAULT_ENVS, limit=None, seed=0, out
         if meta.is_file() and "reject_threshold" in json.loads(meta.read_text()):
             report.setdefault("reject", {})[_rel(m)] = reject_report(
                 Path(m), reject_threshold(meta), pixels, labels, seed=seed)
+    k = min(device_limit or len(labels), len(labels))  # the device runs the first k of every family
     for e in envs:
-        report["device"][e] = device_scores(e, sets, labels, build, port, timeout)
+        report["device"][e] = device_scores(e, {f: px[:k] for f, px in sets.items()}, labels[:k], build, port,
+                                            timeout)
     report["seconds"] = round(time.monotonic() - t0, 1)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -135,10 +140,10 @@ def robustness(models=DEFAULT_MODELS, envs=DEFAULT_ENVS, limit=None, seed=0, out
 
 def summary_lines(report: dict) -> list[str]:
     fams = list(FAMILIES)
-    lines = [f"{'':28s}" + "".join(f"{f:>12s}" for f in fams)]
+    lines = [f"{'':36s}" + "".join(f"{f:>12s}" for f in fams)]
     for name, r in [(f"{Path(m).name} (host)", r) for m, r in report["host"].items()] + \
-                   [(f"{e} (device)", r) for e, r in report["device"].items()]:
-        lines.append(f"{name:28s}" + "".join(f"{100 * r['accuracy'][f]:11.2f}%" for f in fams))
+                   [(f"{e} (device, {r['images']})", r) for e, r in report["device"].items()]:
+        lines.append(f"{name:36s}" + "".join(f"{100 * r['accuracy'][f]:11.2f}%" for f in fams))
     for m, r in report.get("reject", {}).items():
         nd = ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["non_digit_rejection_rate"].items())
         lines.append(f"{Path(m).name}: no digit when max output < {r['threshold']:.3f}: false rejects "
@@ -154,16 +159,18 @@ def summary_lines(report: dict) -> list[str]:
 @click.option("--no-device", is_flag=True, help="host only: no firmware build, no device run")
 @click.option("--port", default=None, help="serial URL(s) for a real board instead of QEMU")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="only the first N test images")
+@click.option("--device-limit", type=click.IntRange(min=1), default=None,
+              help="only the first N images of each family on the device (default: as many as the host)")
 @click.option("--seed", default=0, show_default=True, help="seed of the perturbations")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=REPORTS_DIR, show_default=True,
               help="folder for robustness.json and robustness.png")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
 @click.option("--no-build", is_flag=True, help="use the existing ELF instead of running `pio run`")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True)
-def cli(models, envs, no_device, port, limit, seed, out_dir, data_dir, no_build, timeout):
+def cli(models, envs, no_device, port, limit, device_limit, seed, out_dir, data_dir, no_build, timeout):
     """Accuracy on rotated, shifted, scaled, thickened/thinned and bbox-centred test digits."""
     r = robustness(models or DEFAULT_MODELS, () if no_device else (envs or DEFAULT_ENVS), limit, seed, out_dir,
-                   data_dir, not no_build, port, timeout)
+                   data_dir, not no_build, port, timeout, device_limit)
     for line in summary_lines(r):
         click.echo(line)
     click.echo(f"wrote {out_dir}/robustness.json and robustness.png")
