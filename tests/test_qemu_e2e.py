@@ -121,3 +121,32 @@ def test_every_image_encoding_gives_the_same_answer_on_the_device(build_env, mni
                 dev.request(P.INFER, bytes([P.ENC_HUFFMAN]) + bad)
             assert err.value.error.code == P.ERR_BAD_PAYLOAD and err.value.error.detail == 2
         assert dev.infer(px[0], encoding=P.ENC_HUFFMAN).cls == answers[P.ENC_RAW][0].cls
+
+
+def test_serial_target_against_a_hand_started_qemu_reports_instructions(build_env, mnist_dir, tmp_path):
+    """Issue 9: the README's recipe (QEMU started by hand, evaluate --target serial socket://)
+    printed QEMU's ticks as 'cycles/inference'. The firmware now says its ticks are emulated."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mnist_mcu.qemu import free_port
+
+    env = build_env("qemu_f405_f32")
+    port = free_port()
+    qemu = subprocess.Popen(["qemu-system-arm", "-M", env.qemu_machine, "-nographic", "-monitor", "none",
+                             "-icount", "shift=0,align=off,sleep=off",
+                             "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on", "-kernel", str(env.elf)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out = subprocess.run([str(Path(sys.executable).parent / "mnist-mcu"), "evaluate", "--env", env.name,
+                              "--target", "serial", "--port", f"socket://127.0.0.1:{port}", "--no-build",
+                              "--no-plots", "--limit", "30", "--data-dir", mnist_dir, "--json", str(tmp_path / "s.json")],
+                             capture_output=True, text=True, timeout=300)
+    finally:
+        qemu.kill()
+        qemu.wait()
+    assert out.returncode == 0, out.stderr
+    assert "emulated instructions/inference" in out.stdout and "cycles" not in out.stdout, out.stdout
+    r = json.loads((tmp_path / "s.json").read_text())
+    assert r["target"] == "serial" and r["tick_unit"] == "emulated instructions" and "cycles_per_inference" not in r
