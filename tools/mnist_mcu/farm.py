@@ -286,7 +286,7 @@ def _grpc_details(exc: BaseException) -> str:
 def _flash_error(exc: BaseException) -> str:
     """labgrid's SSH failure quotes the whole ssh command line; say what it means instead."""
     text = str(getattr(exc, "msg", "") or exc)
-    m = re.match(r"failed to connect to (\S+) with args .*returncode=(-?\d+)", text, re.S)
+    m = re.match(r"failed to connect to (\S+) with args .*returncode=(-?\d+)", text, re.DOTALL)
     if not m:
         return _one_line(exc)
     said = [ln.strip() for ln in re.findall(r"b'((?:[^'\\]|\\.)*)'", text) if ln.strip()]
