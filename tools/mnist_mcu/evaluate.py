@@ -128,7 +128,7 @@ def evaluate(opts: EvalOptions) -> dict:
     if target == "qemu":
         from .qemu import ICOUNT_SHIFT as shift
 
-        run = run_qemu(env.elf, env.qemu_machine, pixels, jobs=opts.jobs, options=stream_opts)
+        run = run_qemu(env.elf, env.qemu_machine or "", pixels, jobs=opts.jobs, options=stream_opts)
     else:
         shift = 0  # a hand-started QEMU (README recipe, pio -t qemu) uses -icount shift=0 too
         run = stream_to_ports(_ports(opts.port), pixels, stream_opts)
@@ -138,7 +138,7 @@ def evaluate(opts: EvalOptions) -> dict:
     dev_codes = R.device_codes(env.model_dir, run.outputs) if ref.ort_codes is not None else None
     metrics = M.compute_metrics(run, labels, ref, shift, dev_codes)
     report = Rep.build(env, target, opts.port, run, labels, metrics, window, sizes, opts.encoding)
-    if opts.plots:
+    if warm is not None:
         warm.result()
         report.update(Rep.write_plots(report, json_path, pixels, labels, run, ref))
     report["total_seconds"] = round(time.monotonic() - t_start, 3)

@@ -75,7 +75,7 @@ def build_page(bench: dict, folder: Path) -> str:
               f"{bench.get('total_seconds', 0):.0f} s in total. Definitions of the figures: README, Metrics.</p>"),
              "<h2>Comparison</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h, _, _ in COLUMNS) + "</tr>"]
     for r in envs:
-        cells = [fmt(r.get(k)) if r.get(k) is not None else "-" for _, k, fmt in COLUMNS]
+        cells = [str(fmt(r[k])) if r.get(k) is not None else "-" for _, k, fmt in COLUMNS]  # type: ignore[operator]
         parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
     parts.append(f"<pre>{html.escape(table(envs, COLUMNS))}</pre>")
@@ -96,7 +96,8 @@ def build_page(bench: dict, folder: Path) -> str:
         for key, alt in (("confusion_png", "confusion matrix"), ("misclassified_png", "misclassified digits"),
                          ("ticks_png", "instructions per inference")):
             parts.append(_img(_resolve(full.get(key), folder) or folder / f"{r['env']}_{key[:-4]}.png", alt))
-    curves = [p for base in (out_dir() and out_dir() / "model", MODEL_DIR) if base
+    out = out_dir()
+    curves = [p for base in ((out / "model") if out else None, MODEL_DIR) if base
               for p in sorted(Path(base).glob("*_training.png"))]
     if curves:
         parts.append("<h2>Training</h2>" + "".join(_img(p, p.stem) for p in curves))

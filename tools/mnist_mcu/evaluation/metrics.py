@@ -39,7 +39,7 @@ def output_similarity(dev, host) -> dict:
     norms = np.linalg.norm(dev, axis=1) * np.linalg.norm(host, axis=1)
     cos = np.where(norms > 0, np.sum(dev * host, axis=1) / np.where(norms > 0, norms, 1), 1.0)
     return {"rmse": float(np.sqrt(np.mean(d * d))), "mae": float(np.mean(np.abs(d))),
-            "l2r": float(np.linalg.norm(d) / max(np.linalg.norm(host), 1e-30)), "cosine": float(np.mean(cos))}
+            "l2r": float(np.linalg.norm(d) / max(float(np.linalg.norm(host)), 1e-30)), "cosine": float(np.mean(cos))}
 
 
 def tick_figures(ticks: np.ndarray, info: P.Info, shift: int) -> dict:
@@ -54,13 +54,12 @@ def tick_figures(ticks: np.ndarray, info: P.Info, shift: int) -> dict:
                 "instructions_per_inference_max": float(instr.max()),
                 "instructions_per_inference_min": float(instr.min()),
                 "icount_shift": shift, "tick_unit": "emulated instructions"}
-    m = {"cycles_per_inference": float(t.mean()), "cycles_per_inference_max": float(t.max()),
+    m: dict[str, object] = {"cycles_per_inference": float(t.mean()), "cycles_per_inference_max": float(t.max()),
          "cycles_per_inference_min": float(t.min()), "tick_unit": "cpu cycles"}
     if info.tick_hz:
-        m["us_per_inference"] = float(t.mean() / info.tick_hz * 1e6)
-        m["us_per_inference_max"] = float(t.max() / info.tick_hz * 1e6)
-        m["ms_per_inference"] = m["us_per_inference"] / 1e3
-        m["ms_per_inference_max"] = m["us_per_inference_max"] / 1e3
+        us, us_max = float(t.mean() / info.tick_hz * 1e6), float(t.max() / info.tick_hz * 1e6)
+        m.update({"us_per_inference": us, "us_per_inference_max": us_max,
+                  "ms_per_inference": us / 1e3, "ms_per_inference_max": us_max / 1e3})
     return m
 
 

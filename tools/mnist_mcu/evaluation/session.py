@@ -161,15 +161,15 @@ def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: Strea
     instances = [Qemu(elf, machine, timeout=options.timeout, name=f"qemu {machine} #{i}") for i in range(jobs)]
     try:
         start_all(instances)
-        devices = [q.device for q in instances]
+        devices = [q.device for q in instances if q.device is not None]
         cpu0 = [q.cpu_seconds() for q in instances]
         opts = StreamOptions(**{**options.__dict__, "desc": options.desc or f"{machine} x{jobs}"})
         run = stream(devices, pixels, opts)
         run.infos_before = [q.info for q in instances]
         run.infos_after = [d.info() for d in devices]
         cpu = [q.cpu_seconds() for q in instances]
-        if None not in cpu and None not in cpu0:
-            run.device_cpu_seconds = sum(cpu) - sum(cpu0)
+        if all(c is not None for c in cpu + cpu0):
+            run.device_cpu_seconds = sum(c or 0.0 for c in cpu) - sum(c or 0.0 for c in cpu0)
         run.instances = jobs
     finally:
         stop_all(instances)
