@@ -26,7 +26,8 @@ Edits (each checks its anchor, so another deepC release fails loudly, not silent
                   8 KB of soft-float code), error reports without std::to_string
                   messages, a bad index reports an error instead of throwing, and
                   t(i, j, ...) indexes without a heap-allocated index vector.
-  core/placeHolder.h  With DNNC_LEAN a shape vector is allocated once (reserve), not grown.
+  core/placeHolder.h  With DNNC_LEAN a shape is taken over from the constructor's by-value
+                  argument (tensor.h moves it on), not copied element by element.
                   dim(i) reads one dimension without copying the shape; tensor.h and the
                   operators use it for every x.shape()[i] (a heap copy each time).
   core/broadcast.h  Same as tensor.h: its one error message is built with a stringstream.
@@ -217,6 +218,10 @@ _TENSOR_CALL_LEAN = """    /* mnist-mcu patch: the same row-major index, without
 
 def _patch_tensor(text):
     text = _replace_once(text, _TENSOR_INCLUDES, _TENSOR_INCLUDES_NEW, "core/tensor.h")
+    # the constructors hand their by-value shape on instead of copying it (no allocation)
+    if text.count("      : placeHolder<T>(n, dimn), _ref(0x0), _mem_layout(") != 2:
+        raise DeepcSetupError("deepC core/tensor.h is not the 0.13 version this patch expects")
+    text = text.replace("      : placeHolder<T>(n, dimn), _ref(0x0)", "      : placeHolder<T>(n, std::move(dimn)), _ref(0x0)")
     for anchor in _TENSOR_FILE_BLOCKS:
         text = _replace_once(text, anchor, anchor.replace("#ifndef SWIGPYTHON", _NO_STDIO_GUARD), "core/tensor.h")
     text = _lean_alternative(text, _TENSOR_RANDOM,
@@ -244,10 +249,22 @@ _SHAPE_INIT = "  void init(std::vector<DIMENSION> &dimn) {\n"
 _SHAPE_GETTER = "  const std::vector<DIMENSION> shape() const { return _shape; }\n"
 
 
+_SHAPE_INIT_LEAN = """#if defined(DNNC_LEAN)
+    /* mnist-mcu patch: take the (by-value) shape over instead of copying it element by
+     * element: no allocation per tensor, fewer short-lived blocks fragmenting the heap */
+    if (std::find(dimn.begin(), dimn.end(), DIMENSION(0)) == dimn.end()) {
+      _shape = std::move(dimn);
+      return;
+    }
+    _shape.reserve(dimn.size());
+#endif
+"""
+
+
 def _patch_placeholder(text):
-    # one allocation for a shape instead of push_back's 1, 2, 4 growth (heap fragments)
-    text = _replace_once(text, _SHAPE_INIT, _SHAPE_INIT + "#if defined(DNNC_LEAN)\n    _shape.reserve(dimn.size());\n"
-                         "#endif\n", "core/placeHolder.h")
+    text = _replace_once(text, "#include <vector>\n", "#include <vector>\n#include <algorithm>\n#include <utility>\n",
+                         "core/placeHolder.h")
+    text = _replace_once(text, _SHAPE_INIT, _SHAPE_INIT + _SHAPE_INIT_LEAN, "core/placeHolder.h")
     # one dimension without copying the shape vector (shape() returns a copy)
     return _replace_once(text, _SHAPE_GETTER, _SHAPE_GETTER + "  DIMENSION dim(size_t i) const { return _shape[i]; }"
                          " /* mnist-mcu patch */\n", "core/placeHolder.h")
