@@ -273,3 +273,19 @@ def test_main_job_outputs_replace_the_committed_model_folders(tmp_path, monkeypa
     assert firmware.get_env("qemu_f405_cnn_int8").model_onnx == ROOT / "model" / "cnn.onnx"
     monkeypatch.delenv("MNIST_MCU_OUT")
     assert firmware.get_env("qemu_f405_int8").model_dir == ROOT / "firmware" / "generated" / "native_int8"
+
+
+def test_a_broken_command_module_is_an_error_not_a_missing_command():
+    """Issue 7: cli.py swallowed ModuleNotFoundError, so a command with a broken import vanished."""
+    code = ("import sys, importlib.abc\n"
+            "class Broken(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'mnist_mcu.draw':\n"
+            "            raise ModuleNotFoundError(\"No module named 'mnist_mcu.draw'\", name='mnist_mcu.draw')\n"
+            "sys.meta_path.insert(0, Broken())\n"
+            "import mnist_mcu.cli\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "ImportError" in out.stderr and "draw" in out.stderr.splitlines()[-1]
+    listed = run("--help").stdout
+    for name in ("train", "compile", "evaluate", "benchmark", "report", "run", "draw"):
+        assert f"  {name} " in listed, name
