@@ -104,7 +104,7 @@ def test_garbage_and_broken_frames_mid_run(build_env, env_name, images):
         assert sorted(answered) == list(range(len(images)))
         assert dev.resends == 0 and dev.stray_replies == 0
         assert len(dev.stray_errors) == injected
-        assert dev.info().version == 1  # still healthy
+        assert dev.info().version == P.VERSION  # still healthy
 
 
 @pytest.mark.qemu
@@ -118,7 +118,7 @@ def test_error_reply_to_own_request_raises(build_env, env_name):
         with pytest.raises(DeviceErrorReply) as exc:
             q.device.request(P.INFER, b"\x00" + bytes(10))
         assert exc.value.error.code == P.ERR_BAD_PAYLOAD
-        assert q.device.info().version == 1
+        assert q.device.info().version == P.VERSION
 
 
 @pytest.mark.qemu
