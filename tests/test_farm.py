@@ -279,7 +279,10 @@ class Rfc2217Server:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
-        conn, _ = self.listener.accept()
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:  # closed before any client came
+            return
 
         class Out:  # PortManager writes its replies through .write
             write = conn.sendall
