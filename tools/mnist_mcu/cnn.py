@@ -15,8 +15,8 @@ import time
 import click
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .augment import AugmentConfig, augment, non_digits
 from .data import MEAN, STD
@@ -64,11 +64,13 @@ def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     model = model.eval()
-    out, mods = [], list(model)
+    out: list[nn.Module] = []
+    mods = list(model)
     i = 0
     while i < len(mods):
-        if isinstance(mods[i], nn.Conv2d) and i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d):
-            out.append(fuse_conv_bn_eval(mods[i], mods[i + 1]))
+        conv, bn = mods[i], mods[i + 1] if i + 1 < len(mods) else None
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            out.append(fuse_conv_bn_eval(conv, bn))
             i += 2
         else:
             out.append(mods[i])
@@ -89,13 +91,14 @@ def _max_prob(model, x, batch=2000):
 def calibrate_reject(probs_held: np.ndarray, target: float = REJECT_TARGET) -> float:
     """The largest max-probability threshold that rejects at most `target` of the held-out digits."""
     conf = np.sort(probs_held.max(1))
-    k = int(math.floor(target * len(conf)))  # this many may fall below the threshold
+    k = math.floor(target * len(conf))  # this many may fall below the threshold
     return float(conf[k]) if k < len(conf) else 0.0
 
 
 def train(train_img, train_lbl, test_img, test_lbl, epochs, batch_size, lr, seed, arch=DEFAULT_ARCH,
-          progress=None, aug: AugmentConfig = AugmentConfig()):
+          progress=None, aug: AugmentConfig | None = None):
     """Returns (trained model with BatchNorm, history, extra metrics). Images uint8 [N,28,28]."""
+    aug = aug or AugmentConfig()
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = build(arch)

@@ -67,6 +67,8 @@ def non_digits(kind: str, n: int, seed: int = 0, digits: np.ndarray | None = Non
                     else:
                         out[i, 4:24, p:p + 2] = 255
         elif kind == "inverted_digit":
+            if digits is None:
+                raise ValueError("inverted_digit needs digits")
             out[i] = 255 - digits[i].reshape(28, 28)
     return out.reshape(n, 784)
 
@@ -80,6 +82,7 @@ def reject_report(model_onnx: Path, threshold: float, pixels: np.ndarray, labels
     out = net.run(pixels)
     rej = rejects(out, threshold)
     kept = ~rej
+    rates: dict[str, float] = {}
     report = {
         "threshold": threshold,
         "test_images": len(labels),
@@ -87,10 +90,10 @@ def reject_report(model_onnx: Path, threshold: float, pixels: np.ndarray, labels
         "accuracy_all": float((out.argmax(1) == labels).mean()),
         "accuracy_of_accepted": float((out.argmax(1)[kept] == labels[kept]).mean()) if kept.any() else None,
         "errors_among_rejected": int((out.argmax(1)[rej] != labels[rej]).sum()),
-        "non_digit_rejection_rate": {},
+        "non_digit_rejection_rate": rates,
     }
     n = min(n_non_digits, len(pixels))
     for kind in NON_DIGIT_KINDS:
         imgs = non_digits(kind, n, seed, pixels)
-        report["non_digit_rejection_rate"][kind] = float(rejects(net.run(imgs), threshold).mean())
+        rates[kind] = float(rejects(net.run(imgs), threshold).mean())
     return report

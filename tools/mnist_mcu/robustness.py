@@ -19,7 +19,12 @@ import numpy as np
 from . import firmware as fw
 from .errors import UserError
 from .evaluation.reference import FloatModel, load_test_set
-from .evaluation.session import DEFAULT_WINDOW_QEMU, StreamOptions, run_qemu, stream_to_ports
+from .evaluation.session import (
+    DEFAULT_WINDOW_QEMU,
+    StreamOptions,
+    run_qemu,
+    stream_to_ports,
+)
 from .paths import MODEL_DIR, REPORTS_DIR, ROOT
 from .perturb import FAMILIES, perturb
 from .reject import reject_report, reject_threshold
@@ -56,11 +61,11 @@ def device_scores(env_name: str, sets: dict[str, np.ndarray], labels: np.ndarray
         fw.build(env)
     n = len(labels)
     pixels = np.concatenate(list(sets.values()))
-    if env.is_qemu and not port:
-        run = run_qemu(fw.require_elf(env), env.qemu_machine, pixels,
-                       options=StreamOptions(window=DEFAULT_WINDOW_QEMU, timeout=timeout))
-    else:
+    if port:
         run = stream_to_ports([p.strip() for p in port.split(",")], pixels, StreamOptions(timeout=timeout))
+    else:
+        run = run_qemu(fw.require_elf(env), str(env.qemu_machine), pixels,
+                       options=StreamOptions(window=DEFAULT_WINDOW_QEMU, timeout=timeout))
     out = {}
     for i, fam in enumerate(sets):
         out[fam] = _accuracy(run.outputs[i * n:(i + 1) * n], labels)
