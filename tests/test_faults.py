@@ -468,3 +468,13 @@ def test_ticks_per_image_are_deterministic(build_env, images):
     a, b = np.array(runs[0]), np.array(runs[1])
     assert a.min() > 0 and np.abs(a - b).max() <= 1, np.flatnonzero(a != b)
     assert abs(int(a.sum()) - int(b.sum())) <= a.sum() * 1e-4
+
+
+@pytest.mark.parametrize("option,value", [("--epochs", "0"), ("--batch-size", "0"), ("--batch-size", "-3"),
+                                          ("--lr", "-1"), ("--seed", "-1"), ("--limit-train", "0")])
+def test_train_options_out_of_range_are_one_line(tmp_path, option, value):
+    """These used to train anyway (--epochs 0, --batch-size 0/-3, --limit-train 0 silently used other
+    values) or end in a traceback (--lr -1, --seed -1)."""
+    out = _cli("train", option, value, "--out-dir", tmp_path / "m")
+    _one_line_error(out, option)
+    assert not (tmp_path / "m").exists()
