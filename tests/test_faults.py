@@ -13,14 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mnist_mcu import outdir
 from mnist_mcu import protocol as P
 from mnist_mcu import qemu as qemu_mod
 from mnist_mcu.errors import UserError
 from mnist_mcu.evaluate import load_test_set
 from mnist_mcu.qemu import Qemu
-from mnist_mcu.transport import ConnectionLost, DeviceError, DeviceErrorReply, DeviceFault, DeviceTimeout
+from mnist_mcu.transport import (
+    DeviceError,
+    DeviceErrorReply,
+    DeviceFault,
+    DeviceTimeout,
+)
 
 # one env per emulated UART driver (CMSDK on mps2-an386, STM32 USART on netduinoplus2)
 FAULT_ENVS = ["qemu_an386_deepc", "qemu_f405_f32"]
@@ -176,10 +180,9 @@ def test_device_not_answering_times_out(build_env):
 @pytest.mark.qemu
 def test_context_manager_stops_qemu_on_exception(build_env):
     env = build_env("qemu_f405_f32")
-    with pytest.raises(RuntimeError):
-        with Qemu(env.elf, env.qemu_machine) as q:
-            port = q.port
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), Qemu(env.elf, env.qemu_machine) as q:
+        port = q.port
+        raise RuntimeError("boom")
     assert q.proc.poll() is not None
     assert not _qemu_pids_with(port)
 
@@ -213,7 +216,6 @@ def test_qemu_failing_to_start_reports_its_stderr(require_qemu, tmp_path):
 
 def test_missing_serial_port_cli(tmp_path, mnist_dir):
     from click.testing import CliRunner
-
     from mnist_mcu.cli import cli
 
     res = CliRunner().invoke(cli, ["evaluate", "--env", "nucleo_f446re_f32", "--target", "serial", "--port",
@@ -230,7 +232,8 @@ BIN = Path(sys.executable).parent / "mnist-mcu"
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd)
+    return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd,
+                          check=False)
 
 
 def _one_line_error(out, *words):
@@ -392,9 +395,8 @@ def test_real_fault_gives_one_symbolised_line(build_env, capsys, what, expect, i
     """QEMU 7.2's netduinoplus2 raises BusFault (precise, BFAR), UsageFault (DIV_0_TRP, UDF) and
     MemManage (MPU stack guard); the host names the fault and the PC's function and line."""
     env = build_env(FAULT_TEST_ENV)
-    with Qemu(env.elf, env.qemu_machine, timeout=3, retries=0) as q:
-        with pytest.raises(DeviceFault) as exc:
-            q.device.request(FAULT_TEST, bytes((what,)))
+    with Qemu(env.elf, env.qemu_machine, timeout=3, retries=0) as q, pytest.raises(DeviceFault) as exc:
+        q.device.request(FAULT_TEST, bytes((what,)))
     line, fault = str(exc.value), exc.value.fault
     with capsys.disabled():
         print(f"\n  FAULT line: {line}")
@@ -430,7 +432,7 @@ def test_info_clock_is_the_configured_clock(build_env):
 # ---------------------------------------------------------------- issue 9: an idle emulator does not spin
 
 def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 

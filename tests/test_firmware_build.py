@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from mnist_mcu import firmware
 from mnist_mcu import protocol as P
 from mnist_mcu.paths import ROOT
@@ -42,7 +41,7 @@ def _board(name: str) -> dict:
     return json.loads((FW / "boards" / f"{name}.json").read_text())
 
 
-_builds = {}
+_builds: dict[str, tuple] = {}
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +72,8 @@ def test_env_builds_and_fits_board(built, env_name):
     max_flash, max_ram = board["upload"]["maximum_size"], board["upload"]["maximum_ram_size"]
 
     # PlatformIO's own summary lines are printed and within the board
-    ram = re.search(r"^RAM:.*used (\d+) bytes from (\d+) bytes", log, re.M)
-    flash = re.search(r"^Flash:.*used (\d+) bytes from (\d+) bytes", log, re.M)
+    ram = re.search(r"^RAM:.*used (\d+) bytes from (\d+) bytes", log, re.MULTILINE)
+    flash = re.search(r"^Flash:.*used (\d+) bytes from (\d+) bytes", log, re.MULTILINE)
     assert ram and flash, "pio run printed no RAM:/Flash: summary"
     assert int(ram.group(2)) == max_ram and int(flash.group(2)) == max_flash
     assert 0 < int(ram.group(1)) <= max_ram
@@ -187,7 +186,7 @@ build_src_filter = +<app/> +<bsp/common/> +<bsp/{bsp}/> +<generated/model/>
 
 def _pio_run(project: Path, timeout=900):
     return subprocess.run(["nice", firmware.pio_executable(), "run", "-d", str(project), "-e", "test"],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.mark.slow
@@ -226,8 +225,8 @@ collect2: error: ld returned 1 exit status
      "region 'RAM' overflowed by 1200 bytes (RAM overflow"),
     ("ld: section .bss will not fit in region RAM\ncollect2: error: ld returned 1 exit status\n",
      "section .bss will not fit in region 'RAM' (RAM overflow)"),
-    ("firmware/app/a.c: In function 'f':\nfirmware/app/a.c:3:5: error: 'x' undeclared\n"
-     "firmware/app/a.c:4:5: error: second\n*** [a.o] Error 1\n", "firmware/app/a.c:3: error: 'x' undeclared"),
+    (("firmware/app/a.c: In function 'f':\nfirmware/app/a.c:3:5: error: 'x' undeclared\n"
+      "firmware/app/a.c:4:5: error: second\n*** [a.o] Error 1\n"), "firmware/app/a.c:3: error: 'x' undeclared"),
     ("main.c:(.text+0x8): undefined reference to `model_run'\ncollect2: error: ld returned 1 exit status\n",
      "undefined reference to 'model_run' (link error)"),
 ], ids=["flash", "ram", "wont-fit", "compiler", "undefined"])
@@ -262,7 +261,7 @@ def test_failed_run_leaves_library_and_firmware_as_they_were(tmp_path):
     onnx_path = _onnx_mlp(tmp_path / "big.onnx", hidden=400, outputs=10)
     proc = subprocess.run([str(Path(sys.executable).parent / "mnist-mcu"), "run", "--backend", "native",
                            "--dtype", "f32", "--model", str(onnx_path), "--limit", "1"],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, check=False)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert re.search(r"region 'FLASH' overflowed by \d+ bytes", lines[0]) and "collect2" not in lines[0]
@@ -308,7 +307,7 @@ def test_upload_without_board_fails_fast(built):
         pytest.skip("a board is attached: this test would flash it")
     built("nucleo_f446re_int8")
     proc = subprocess.run([firmware.pio_executable(), "run", "-e", "nucleo_f446re_int8", "-t", "upload"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]
     assert "openocd" in out and "board/st_nucleo_f4.cfg" in out, out[-3000:]
@@ -423,7 +422,7 @@ def test_pio_qemu_target_serves_the_protocol(built, require_qemu):
             try:
                 dev = Device(f"socket://127.0.0.1:{port}", timeout=1.0)
                 break
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failure to connect means "not yet"
                 assert proc.poll() is None, proc.stdout.read().decode()
                 assert time.monotonic() < deadline, "QEMU never opened its UART socket"
                 time.sleep(0.2)

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-
 from mnist_mcu import protocol as P
 from mnist_mcu.paths import ROOT
 
@@ -50,7 +49,7 @@ def _only_protocol_errors(data: bytes) -> int:
             ok += 1
         except P.ProtocolError:
             pass
-        except Exception as exc:  # noqa: BLE001 - this is the failure being looked for
+        except Exception as exc:
             raise AssertionError(f"{name}({data[:40]!r}...) raised {type(exc).__name__}: {exc}") from exc
     dec = P.FrameDecoder()
     for item in dec.feed(data):
@@ -142,7 +141,7 @@ def test_error_round_trip(code, detail):
 
 # 10^5 by default (about 3 min here, up to 8 min on a loaded machine); MNIST_MCU_FUZZ_EXAMPLES overrides
 SLOW_EXAMPLES = int(os.environ.get("MNIST_MCU_FUZZ_EXAMPLES", "100000"))
-_count = Counter()
+_count: Counter[str] = Counter()
 
 
 def _variants(data: bytes) -> list[bytes]:
@@ -210,8 +209,7 @@ class RawLink:
 
 
 def _host_classes(pixels: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
+    import onnxruntime as ort  # type: ignore[import-untyped]
     from mnist_mcu.data import normalise
 
     sess = ort.InferenceSession(str(ROOT / "model" / "mlp.onnx"), providers=["CPUExecutionProvider"])

@@ -61,7 +61,7 @@ def symbolise(elf: Path | None, addr: int) -> str | None:
         return None
     try:
         out = subprocess.run([tool, "-f", "-C", "-e", str(elf), f"{addr & ~1:#x}"],
-                             capture_output=True, text=True, timeout=10).stdout.split("\n")
+                             capture_output=True, text=True, timeout=10, check=False).stdout.split("\n")
     except (OSError, subprocess.SubprocessError):
         return None
     func, loc = (out + ["", ""])[:2]

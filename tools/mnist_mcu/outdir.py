@@ -75,7 +75,7 @@ def check(out_dir: Path) -> Path:
     return real
 
 
-_redirect: contextvars.ContextVar[dict[Path, Path]] = contextvars.ContextVar("outdir_redirect", default={})
+_redirect: contextvars.ContextVar[dict[Path, Path] | None] = contextvars.ContextVar("outdir_redirect", default=None)
 
 
 @contextlib.contextmanager
@@ -89,7 +89,7 @@ def staged(out_dir: Path, where: Path | None = None):
     where.mkdir(parents=True, exist_ok=True)
     holder = Path(tempfile.mkdtemp(prefix=f".{real.name}.stage-", dir=where))
     stage = holder / real.name
-    token = _redirect.set({**_redirect.get(), real: stage})
+    token = _redirect.set({**(_redirect.get() or {}), real: stage})
     try:
         yield stage
     finally:
@@ -103,7 +103,7 @@ def write(out_dir: Path, files: dict[str, str | bytes]) -> Path:
     The replaced folder is checked again right before the swap and removed only once the new
     one is in place; on any failure the old folder is back where it was."""
     real = check(out_dir)
-    target = _redirect.get().get(real)  # inside staged(): write there, nothing is swapped in
+    target = (_redirect.get() or {}).get(real)  # inside staged(): write there, nothing is swapped in
     home = target.parent if target is not None else real.parent
     home.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{real.name}.tmp-", dir=home))
