@@ -64,6 +64,9 @@ def test_cnn_smoke_training_runs_augmentation_and_exports(tmp_path):
     assert ops <= {"Conv", "Relu", "MaxPool", "Flatten", "Reshape", "Gemm", "Softmax"}, ops
     train.run_training("cnn", epochs=1, seed=0, data_dir=MNIST, out_dir=tmp_path / "b", limit_train=3000)
     assert (tmp_path / "a" / "cnn.onnx").read_bytes() == (tmp_path / "b" / "cnn.onnx").read_bytes()
+    with pytest.raises(train.UserError, match="at least 100 training images"):
+        train.run_training("cnn", epochs=1, data_dir=MNIST, out_dir=tmp_path / "c", limit_train=50)
+    assert not (tmp_path / "c").exists()
 
 
 def test_smoke_training_learns_and_exports(tmp_path):

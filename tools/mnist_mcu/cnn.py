@@ -102,6 +102,8 @@ def train(train_img, train_lbl, test_img, test_lbl, epochs, batch_size, lr, seed
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = build(arch)
+    if len(train_img) < 100:
+        raise UserError(f"the CNN needs at least 100 training images (got {len(train_img)}): a tenth is held out")
     held = min(HELD_OUT, len(train_img) // 10)
     x01 = torch.from_numpy(train_img.astype(np.float32) / 255).unsqueeze(1)
     y = torch.from_numpy(train_lbl.astype(np.int64))
