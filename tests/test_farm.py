@@ -315,8 +315,6 @@ class Rfc2217Server:
         self.uart.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="transport.py: pyserial's rfc2217 Serial rejects write_timeout, and Device's "
-                                       "socket fast path bypasses RFC 2217 (bytes 0xFF are not escaped)")
 def test_place_behind_an_rfc2217_server(lab, mnist_dir, tmp_path, build_env):
     """A place whose serial port speaks RFC 2217, like a USB serial port exported by ser2net."""
     env = build_env(ENV)

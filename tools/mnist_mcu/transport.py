@@ -49,7 +49,8 @@ class DeviceErrorReply(DeviceError):
 
 
 class DeviceFault(DeviceError):
-    def __init__(self, message, fault: P.FaultReport):
+    def __init__(self, message, fault: P.FaultReport | None):
+        # None when the FAULT frame itself could not be parsed
         super().__init__(message)
         self.fault = fault
 
@@ -57,7 +58,9 @@ class DeviceFault(DeviceError):
 def open_serial(url: str, baudrate: int = 115200, timeout: float = 0.05):
     """Open a pyserial URL or port; a missing port is a one-line UserError."""
     try:
-        return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, write_timeout=10)
+        # pyserial's RFC 2217 client (what ser2net gives a labgrid exporter) has no write timeout
+        extra = {} if url.startswith("rfc2217://") else {"write_timeout": 10}
+        return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, **extra)
     except (serial.SerialException, OSError, ValueError) as exc:
         if "://" not in url and not os.path.exists(url):
             raise UserError(
@@ -65,6 +68,14 @@ def open_serial(url: str, baudrate: int = 115200, timeout: float = 0.05):
                 "(e.g. /dev/ttyACM0, socket://HOST:PORT, rfc2217://HOST:PORT)") from None
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(f"cannot open serial port {url}: {msg}") from None
+
+
+def _is_raw_socket(ser) -> bool:
+    try:
+        from serial.urlhandler.protocol_socket import Serial as SocketSerial
+    except ImportError:
+        return False
+    return isinstance(ser, SocketSerial)
 
 
 class Device:
@@ -94,7 +105,9 @@ class Device:
         self.resends = 0
         self.bytes_sent = 0
         self.bytes_received = 0
-        self._sock = getattr(self.ser, "_socket", None)  # socket:// fast path
+        # socket:// fast path only: an RFC 2217 port also has a _socket, but its bytes must go
+        # through telnet escaping (0xFF doubled), so it keeps pyserial's own read/write
+        self._sock = getattr(self.ser, "_socket", None) if _is_raw_socket(self.ser) else None
         if self._sock is not None:
             # small frames both ways: without TCP_NODELAY, Nagle + delayed ACK stall each reply ~40 ms
             try:
@@ -342,6 +355,7 @@ class Device:
         deadline = time.monotonic() + total
         wait = min(0.1, attempt_timeout)
         retries, self.retries = self.retries, 0
+        last: DeviceError | None = None
         try:
             while True:
                 try:
