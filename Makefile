@@ -6,7 +6,8 @@ BIN   := $(VENV)/bin
 PIO   := $(BIN)/pio
 MNIST_DIR ?= $(firstword $(wildcard $(abspath ../shared/mnist)) $(abspath data))
 export MNIST_DIR
-ENVS    := qemu_an386_deepc qemu_f405_f32 qemu_f405_int8 qemu_f405_cnn_int8 nucleo_f446re_f32 nucleo_f446re_int8
+ENVS    := qemu_an386_deepc qemu_f405_deepc qemu_f405_f32 qemu_f405_int8 qemu_f405_cnn_int8 qemu_f405_ref_f32 \
+           nucleo_f446re_f32 nucleo_f446re_int8 nucleo_f446re_cnn_int8 nucleo_f446re_deepc
 # all: every backend; deepc or native: just that one (make all BACKEND=native)
 BACKEND ?= all
 PYTEST_ARGS ?=

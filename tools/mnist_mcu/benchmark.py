@@ -15,12 +15,12 @@ from .errors import UserError
 from .evaluate import DEFAULT_JOBS, EvalOptions, evaluate
 from .outdir import output_file_option
 from .paths import REPORTS_DIR
-from .reports import fmt_bytes, plot_benchmark, table, write_json
+from .reports import Column, fmt_bytes, plot_benchmark, table, write_json
 
-DEFAULT_ENVS = ("qemu_an386_deepc", "qemu_f405_f32", "qemu_f405_int8", "qemu_f405_cnn_int8")
+DEFAULT_ENVS = ("qemu_an386_deepc", "qemu_f405_deepc", "qemu_f405_f32", "qemu_f405_int8", "qemu_f405_cnn_int8")
 BASELINE_ENV = "qemu_f405_ref_f32"  # plain reference kernels: the speed-up is measured against it
 
-COLUMNS = [
+COLUMNS: list[Column] = [
     ("env", "env", str),
     ("backend", "backend", str),
     ("dtype", "dtype", str),
@@ -95,7 +95,8 @@ def benchmark(envs=None, limit=None, json_path=None, data_dir=None, model=None, 
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, callback=output_file_option,
               help="summary JSON (default reports/benchmark.json); per-env reports go next to it")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="float ONNX model for every env (default: each env's custom_model_onnx, else model/mlp.onnx)")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="float ONNX model for every env (default: each env's custom_model_onnx, else model/mlp.onnx)")
 @click.option("--jobs", type=click.IntRange(min=1), default=DEFAULT_JOBS, show_default=True,
               help="parallel QEMU instances per env")
 @click.option("--no-build", is_flag=True, help="use existing ELFs")
@@ -108,4 +109,5 @@ def cli(envs, limit, json_path, data_dir, model, jobs, no_build):
                f"`mnist-mcu report` makes reports/index.html")
     for r in sorted(res["envs"], key=lambda r: r["backend"] == "deepc"):  # deepC last: the user's compiler
         click.echo(f"{r['env']}: {r['backend']} {r['dtype']} device accuracy {r['accuracy']:.2%} on "
-                   f"{r['images']} test images under QEMU (host {r['host_accuracy']:.2%}, agreement {r['agreement']:.2%})")
+                   f"{r['images']} test images under QEMU (host {r['host_accuracy']:.2%}, "
+                   f"agreement {r['agreement']:.2%})")
