@@ -41,7 +41,8 @@ PAGE_STATE = """(() => {
           hint: !$("hint").hidden, errorShown: !$("error").hidden, result: window.drawState.result};
 })()"""
 
-PREVIEW = """(() => { const c = document.getElementById("preview"), d = c.getContext("2d").getImageData(0, 0, 28, 28).data;
+PREVIEW = """(() => { const c = document.getElementById("preview"),
+  d = c.getContext("2d").getImageData(0, 0, 28, 28).data;
   const out = []; for (let i = 0; i < d.length; i += 4) out.push(d[i]); return out; })()"""
 
 

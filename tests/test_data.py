@@ -105,9 +105,11 @@ def test_missing_data_is_one_clear_line(tmp_path, loader, monkeypatch):
         # no network here: make sure a download attempt fails fast instead of hanging
         import torchvision.datasets.mnist as tvm
         monkeypatch.setattr(tvm.MNIST, "mirrors", ["http://127.0.0.1:9/"])
-        call = lambda: data.load_mnist("test", tmp_path)
+        def call():
+            return data.load_mnist("test", tmp_path)
     else:
-        call = lambda: data._load_raw(tmp_path, "test")
+        def call():
+            return data._load_raw(tmp_path, "test")
     with pytest.raises(UserError) as err:
         call()
     msg = str(err.value)

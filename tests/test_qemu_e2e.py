@@ -141,7 +141,8 @@ def test_serial_target_against_a_hand_started_qemu_reports_instructions(build_en
     try:
         out = subprocess.run([str(Path(sys.executable).parent / "mnist-mcu"), "evaluate", "--env", env.name,
                               "--target", "serial", "--port", f"socket://127.0.0.1:{port}", "--no-build",
-                              "--no-plots", "--limit", "30", "--data-dir", mnist_dir, "--json", str(tmp_path / "s.json")],
+                              "--no-plots", "--limit", "30", "--data-dir", mnist_dir,
+                              "--json", str(tmp_path / "s.json")],
                              capture_output=True, text=True, timeout=300)
     finally:
         qemu.kill()

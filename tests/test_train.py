@@ -10,7 +10,7 @@ from mnist_mcu import data
 from mnist_mcu.paths import MODEL_DIR
 
 torch = pytest.importorskip("torch", reason="training tests need the [train] extra")
-from mnist_mcu import train
+from mnist_mcu import train  # noqa: E402  (train imports torch: the skip above must run first)
 
 MNIST = os.environ.get("MNIST_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "mnist"))
 SEED_ACCURACY = 0.9771  # the seed article's figure

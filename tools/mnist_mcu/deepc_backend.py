@@ -629,8 +629,8 @@ def compile_deepc(onnx_path: Path, out_dir: Path) -> Path:
     lut = normalise(np.arange(256, dtype=np.uint8))
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="deepc-work-") as work:
-        work = Path(work)
+    with tempfile.TemporaryDirectory(prefix="deepc-work-") as tmp:
+        work = Path(tmp)
         onnx_file = work / "model.onnx"
         onnx.save(norm, str(onnx_file))
         program = run_onnx2cpp(onnx_file, work)
@@ -684,8 +684,8 @@ def conformance_case(case_dir: Path, work_dir: Path | None = None, timeout: floa
               for i in range(len(list(data.glob("input_*.pb"))))]
     expected = [numpy_helper.to_array(onnx.load_tensor(str(data / f"output_{i}.pb")))
                 for i in range(len(list(data.glob("output_*.pb"))))]
-    with tempfile.TemporaryDirectory(prefix="deepc-case-", dir=work_dir) as work:
-        work = Path(work)
+    with tempfile.TemporaryDirectory(prefix="deepc-case-", dir=work_dir) as tmp:
+        work = Path(tmp)
         onnx.save(norm, str(work / "model.onnx"))
         try:
             program = run_onnx2cpp(work / "model.onnx", work)
@@ -701,7 +701,8 @@ def _run_case_program(program, norm, inputs, expected, work, timeout):
 
     arity = template_arity(_deepc_pkg()[1] / "include")
     program = re.sub(r"^(\s*)(\w+)<([\w:, ]+)> (\w+\(\"\w+\"\);)$",
-                     lambda m: f"{m[1]}{m[2]}<{_fit_template_args(m[2], m[3], arity)}> {m[4]}", program, flags=re.MULTILINE)
+                     lambda m: f"{m[1]}{m[2]}<{_fit_template_args(m[2], m[3], arity)}> {m[4]}", program,
+                     flags=re.MULTILINE)
     (work / "main.cpp").write_text(program)
     for init in norm.graph.initializer:  # deepC's program reads its parameters from text files
         _write_numbers(work / init.name, numpy_helper.to_array(init))

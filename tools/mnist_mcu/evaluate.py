@@ -109,7 +109,8 @@ def evaluate(opts: EvalOptions) -> dict:
     # while the device streams
     R.FloatModel(model)
     if env.dtype == "int8" and not Path(env.model_dir).is_dir():
-        raise UserError(f"model library {env.model_dir} not found; run `mnist-mcu compile --backend native --dtype int8`")
+        raise UserError(f"model library {env.model_dir} not found; "
+                        "run `mnist-mcu compile --backend native --dtype int8`")
     reference = R.Background(R.compute, env, model, pixels)
     warm = R.Background(_warm_plot_imports) if opts.plots else None
 
@@ -159,7 +160,8 @@ def evaluate(opts: EvalOptions) -> dict:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, callback=output_file_option,
               help="report path (default reports/<env>.json); PNGs are written next to it")
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root [env: MNIST_DIR]")
-@click.option("--model", type=click.Path(path_type=Path), default=None, help="float ONNX model (default: the env's custom_model_onnx, else model/mlp.onnx)")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help="float ONNX model (default: the env's custom_model_onnx, else model/mlp.onnx)")
 @click.option("--jobs", type=click.IntRange(min=1), default=DEFAULT_JOBS, show_default=True,
               help="parallel QEMU instances")
 @click.option("--no-build", is_flag=True, help="use the existing ELF instead of running `pio run`")

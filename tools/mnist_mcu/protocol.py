@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -449,7 +450,9 @@ def parse_info(payload: bytes) -> Info:
         raise ProtocolError(f"INFO reply: {len(payload) - pos} trailing bytes")
     if unit not in TICK_UNIT_NAMES:
         raise ProtocolError(f"INFO reply: unknown tick_unit {unit}")
-    return Info(*head, *strings, tick_unit=unit)
+    # one tuple, in field order: mypy cannot count the fields struct.unpack returns
+    fields: tuple[Any, ...] = (*head, *strings, unit)
+    return Info(*fields)
 
 
 def pack_infer_reply(cls: int, outputs, ticks: int) -> bytes:

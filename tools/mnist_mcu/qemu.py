@@ -149,7 +149,7 @@ class Qemu:
         return self
 
     def start(self):
-        for attempt in range(3):  # the free port may be taken between probing and QEMU binding it
+        for _ in range(3):  # the free port may be taken between probing and QEMU binding it
             self.launch()
             try:
                 return self.finish_start()

@@ -22,7 +22,8 @@ FIGURES = [
     ("max |diff|", "max_abs_diff", "{:.3g}"), ("RMSE", "rmse", "{:.3g}"), ("MAE", "mae", "{:.3g}"),
     ("L2R", "l2r", "{:.3g}"), ("cosine", "cosine", "{:.6f}"),
     ("float model agreement", "float_agreement", "{:.2%}"), ("float RMSE", "float_rmse", "{:.3g}"),
-    ("onnxruntime int8 agreement", "ort_int8_agreement", "{:.2%}"), ("onnxruntime int8 max LSB", "ort_int8_max_lsb", "{}"),
+    ("onnxruntime int8 agreement", "ort_int8_agreement", "{:.2%}"),
+    ("onnxruntime int8 max LSB", "ort_int8_max_lsb", "{}"),
     ("instructions/inference (mean)", "instructions_per_inference", "{:,.0f}"),
     ("instructions/inference (max)", "instructions_per_inference_max", "{:,.0f}"),
     ("cycles/inference (mean)", "cycles_per_inference", "{:,.0f}"), ("µs/inference", "us_per_inference", "{:,.1f}"),
@@ -75,7 +76,7 @@ def build_page(bench: dict, folder: Path) -> str:
               f"{bench.get('total_seconds', 0):.0f} s in total. Definitions of the figures: README, Metrics.</p>"),
              "<h2>Comparison</h2><table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h, _, _ in COLUMNS) + "</tr>"]
     for r in envs:
-        cells = [str(fmt(r[k])) if r.get(k) is not None else "-" for _, k, fmt in COLUMNS]  # type: ignore[operator]
+        cells = [str(fmt(r[k])) if r.get(k) is not None else "-" for _, k, fmt in COLUMNS]
         parts.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
     parts.append(f"<pre>{html.escape(table(envs, COLUMNS))}</pre>")
@@ -124,7 +125,8 @@ def write_report(bench_json: Path, out: Path) -> Path:
 @click.command("report")
 @click.option("--json", "bench_json", type=click.Path(path_type=Path), default=REPORTS_DIR / "benchmark.json",
               show_default=True, help="benchmark summary; the per-env reports and PNGs are read next to it")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="HTML file (default: index.html next to --json)")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="HTML file (default: index.html next to --json)")
 def cli(bench_json, out):
     """Write one offline HTML page with every table and plot of the last benchmark."""
     path = write_report(Path(bench_json), Path(out) if out else Path(bench_json).parent / "index.html")

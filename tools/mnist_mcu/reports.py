@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +138,11 @@ def fmt_bytes(n) -> str:
     return f"{n / 1024:.1f}K"
 
 
-def table(rows: list[dict], columns: list[tuple[str, str, callable]]) -> str:
+# (header, row key, formatter of a non-missing value)
+Column = tuple[str, str, Callable[[Any], str]]
+
+
+def table(rows: list[dict], columns: list[Column]) -> str:
     """rows: dicts; columns: (header, key, formatter)."""
     cells = [[h for h, _, _ in columns]]
     for r in rows:

@@ -59,7 +59,8 @@ def cli(backend, dtype, model, env_name, target, port, limit, data_dir, json_pat
     model = Path(model) if model else env.model_onnx
     # into the env's own library folder (custom_model_dir), the one its firmware builds
     out = compile_and_build(env, model, backend, dtype, data_dir)
-    click.echo(f"compiled {model} with {backend} {dtype} into {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    shown = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+    click.echo(f"compiled {model} with {backend} {dtype} into {shown}")
     target = target or ("qemu" if env.is_qemu else "serial")
     # on a board the path includes flashing the new firmware
     report = evaluate(EvalOptions(env=env.name, target=target, port=port, limit=limit, data_dir=data_dir,

@@ -28,7 +28,8 @@ def _torch():
     try:
         import torch
     except ImportError as exc:
-        raise UserError("training needs PyTorch; install the extra: pip install -e '.[train]' (or run make setup)") from exc
+        raise UserError("training needs PyTorch; install the extra: "
+                        "pip install -e '.[train]' (or run make setup)") from exc
     return torch
 
 
@@ -245,7 +246,8 @@ def plot_curves(metrics, path):
     a1.set(xlabel="epoch", ylabel="training loss", title="Loss")
     a2.plot(ep, [100 * e["train_accuracy"] for e in metrics["epochs"]], marker="o", label="train")
     a2.plot(ep, [100 * e["test_accuracy"] for e in metrics["epochs"]], marker="o", label="test")
-    a2.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{metrics['model']}: {100 * metrics['test_accuracy']:.2f}% test")
+    a2.set(xlabel="epoch", ylabel="accuracy (%)",
+           title=f"{metrics['model']}: {100 * metrics['test_accuracy']:.2f}% test")
     a2.legend()
     for a in (a1, a2):
         a.grid(alpha=0.3)
@@ -280,11 +282,13 @@ def run_training(kind, epochs=None, batch_size=None, lr=None, seed=3, data_dir=N
 @click.option("--model", "kind", type=click.Choice(["mlp", "cnn"]), default="mlp", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="default: mlp 10, cnn 40")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="default: mlp 100, cnn 128")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="default: mlp 1e-3, cnn 4e-3 (peak of the one-cycle schedule)")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="default: mlp 1e-3, cnn 4e-3 (peak of the one-cycle schedule)")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=3, show_default=True)
 @click.option("--data-dir", envvar="MNIST_DIR", default=None, help="MNIST root (torchvision layout) [env: MNIST_DIR]")
 @click.option("--out-dir", type=click.Path(path_type=Path), default=MODEL_DIR, show_default=True)
-@click.option("--limit-train", type=click.IntRange(min=1), default=None, help="train on the first N images only (smoke tests)")
+@click.option("--limit-train", type=click.IntRange(min=1), default=None,
+              help="train on the first N images only (smoke tests)")
 @click.option("--arch", default=None, help="cnn architecture spec, e.g. c8s2-c16s2-f32 (see cnn.py)")
 def cli(kind, epochs, batch_size, lr, seed, data_dir, out_dir, limit_train, arch):
     """Train on MNIST, export model/<model>.onnx and write metrics and a training-curve PNG."""

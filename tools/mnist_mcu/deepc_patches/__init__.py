@@ -221,7 +221,8 @@ def _patch_tensor(text):
     # the constructors hand their by-value shape on instead of copying it (no allocation)
     if text.count("      : placeHolder<T>(n, dimn), _ref(0x0), _mem_layout(") != 2:
         raise DeepcSetupError("deepC core/tensor.h is not the 0.13 version this patch expects")
-    text = text.replace("      : placeHolder<T>(n, dimn), _ref(0x0)", "      : placeHolder<T>(n, std::move(dimn)), _ref(0x0)")
+    text = text.replace("      : placeHolder<T>(n, dimn), _ref(0x0)",
+                        "      : placeHolder<T>(n, std::move(dimn)), _ref(0x0)")
     for anchor in _TENSOR_FILE_BLOCKS:
         text = _replace_once(text, anchor, anchor.replace("#ifndef SWIGPYTHON", _NO_STDIO_GUARD), "core/tensor.h")
     text = _lean_alternative(text, _TENSOR_RANDOM,
@@ -280,7 +281,8 @@ def _dims_without_copies(text):
 
 
 # --------------------------------------------------------------- core/broadcast.h
-_BROADCAST_MSG = re.compile(r"( *)std::stringstream errMsg;\n.*?SPDLOG_ERROR\(errMsg\.str\(\)\.c_str\(\)\);\n", re.DOTALL)
+_BROADCAST_MSG = re.compile(r"( *)std::stringstream errMsg;\n"
+                            r".*?SPDLOG_ERROR\(errMsg\.str\(\)\.c_str\(\)\);\n", re.DOTALL)
 
 
 def _patch_broadcast(text):

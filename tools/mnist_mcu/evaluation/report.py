@@ -95,7 +95,8 @@ def summary_lines(r: dict) -> list[str]:
         f"  outputs vs host: RMSE {r['rmse']:.3g}  MAE {r['mae']:.3g}  L2R {r['l2r']:.3g}  COS {r['cosine']:.6f}",
     ]
     if "float_rmse" in r:
-        lines.append(f"  float model: accuracy {r['float_accuracy']:.4%}, agreement with device {r['float_agreement']:.4%}, "
+        lines.append(f"  float model: accuracy {r['float_accuracy']:.4%}, "
+                     f"agreement with device {r['float_agreement']:.4%}, "
                      f"RMSE {r['float_rmse']:.3g}  COS {r['float_cosine']:.6f}")
     if "ort_int8_agreement" in r:
         lines.append(f"  onnxruntime int8 graph: agreement {r['ort_int8_agreement']:.4%}, "
@@ -104,7 +105,8 @@ def summary_lines(r: dict) -> list[str]:
         lines.append(f"  emulated instructions/inference mean {r['instructions_per_inference']:,.0f}  "
                      f"max {r['instructions_per_inference_max']:,.0f}")
     if "cycles_per_inference" in r:
-        lines.append(f"  cycles/inference mean {r['cycles_per_inference']:,.0f}  max {r['cycles_per_inference_max']:,.0f}"
+        lines.append(f"  cycles/inference mean {r['cycles_per_inference']:,.0f}  "
+                     f"max {r['cycles_per_inference_max']:,.0f}"
                      f"  ({r.get('us_per_inference', 0):,.1f} µs at {r['cpu_hz'] / 1e6:g} MHz)")
     lines.append(f"  flash {r['flash_bytes']:,} B  RAM {r['ram_bytes']:,} B (static {r['static_ram_bytes']:,} + heap "
                  f"{r['heap_peak_bytes']:,} + stack {r['stack_peak_bytes']:,})")

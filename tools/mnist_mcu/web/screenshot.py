@@ -20,7 +20,8 @@ from ..errors import UserError
 
 WAIT = """new Promise(done => { const t0 = performance.now(); (function check() {
   const s = window.drawState;
-  if (s.strokes > 0 && !s.timer && s.done === s.seq && (s.result || s.error)) done(s.result ? s.result.status : s.error.message);
+  if (s.strokes > 0 && !s.timer && s.done === s.seq && (s.result || s.error))
+    done(s.result ? s.result.status : s.error.message);
   else if (performance.now() - t0 > 20000) done("timeout"); else setTimeout(check, 10); })(); })"""
 
 
@@ -34,6 +35,8 @@ def take(out: Path, env_name: str, index: int, width: int, height: int, data_dir
     images, _ = data.load_mnist("test", data_dir)
     if not 0 <= index < len(images):
         raise UserError(f"--index must be 0..{len(images) - 1}")
+    if env.qemu_machine is None:
+        raise UserError(f"{env_name} does not run under QEMU; the screenshot needs a QEMU env")
     link = draw.QemuLink(fw.build(env), env.qemu_machine)
     link.start()
     server = None

@@ -90,7 +90,8 @@ def digit_strokes(img28: np.ndarray, size: float = 280.0, margin: float = 0.12,
     from PIL import Image
 
     # thin at 3x a smooth upscale: keeps small loops open and the skeleton free of stair steps
-    up = np.asarray(Image.fromarray(img).resize((3 * img.shape[1], 3 * img.shape[0]), Image.Resampling.BILINEAR)) >= threshold
+    big = Image.fromarray(img).resize((3 * img.shape[1], 3 * img.shape[0]), Image.Resampling.BILINEAR)
+    up = np.asarray(big) >= threshold
     skel = thin(up)
     scale = size * (1 - 2 * margin) / up.shape[0]
     off = size * margin

@@ -139,7 +139,7 @@ def _loop(g: PoolGeom, x: str, y: str) -> list[str]:
         ind2 += "    "
     src = " + ".join(f"i{d} * {ist[d]}" for d in range(nd))
     lines.append(f"{ind2}{{ float v = xp[{src}]; if (!any || v > m) {{ m = v; any = 1; }} }}")
-    for d in range(nd):
+    for _ in range(nd):  # close the window loops
         ind2 = ind2[:-4]
         lines.append(f"{ind2}}}")
     dst = " + ".join(f"o{d} * {ost[d]}" for d in range(nd))
