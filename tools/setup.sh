@@ -9,8 +9,8 @@ PY="${PYTHON:-python3}"
 log() { printf '[setup] %s\n' "$*"; }
 
 # 1. System packages (make, cross compiler, newlib, QEMU, OpenOCD to flash real boards,
-#    Chromium for the draw page's browser test and screenshot).
-APT_PKGS="make gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm openocd chromium"
+#    Chromium for the draw page's browser test and screenshot, clang-format for `make lint`).
+APT_PKGS="make gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm openocd chromium clang-format"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -28,8 +28,8 @@ int cobs_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap)
 typedef struct {
     const cobs_part_t *parts;
     size_t n_parts;
-    size_t k;    /* current part */
-    size_t off;  /* offset in it */
+    size_t k;   /* current part */
+    size_t off; /* offset in it */
 } cursor_t;
 
 static void skip_empty(cursor_t *c)
@@ -66,8 +66,7 @@ static void emit(cursor_t *c, size_t n, void (*put)(const uint8_t *, size_t))
     }
 }
 
-void cobs_encode_parts(const cobs_part_t *parts, size_t n_parts,
-                       void (*put)(const uint8_t *buf, size_t n))
+void cobs_encode_parts(const cobs_part_t *parts, size_t n_parts, void (*put)(const uint8_t *buf, size_t n))
 {
     cursor_t c = {parts, n_parts, 0, 0};
     size_t total = 0, pos = 0;
@@ -83,14 +82,13 @@ void cobs_encode_parts(const cobs_part_t *parts, size_t n_parts,
             return;
         if (run < 254) {
             skip_empty(&c);
-            c.off++;  /* the zero this block stood for */
+            c.off++; /* the zero this block stood for */
             pos++;
         }
     }
 }
 
-void cobs_encode_to(const uint8_t *data, size_t len,
-                    void (*put)(const uint8_t *buf, size_t n))
+void cobs_encode_to(const uint8_t *data, size_t len, void (*put)(const uint8_t *buf, size_t n))
 {
     const cobs_part_t part = {data, len};
     cobs_encode_parts(&part, 1, put);

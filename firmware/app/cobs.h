@@ -20,11 +20,9 @@ typedef struct {
 /* Encodes the concatenation of parts and writes it through put(), without the
  * 0x00 terminator. Streaming from the pieces avoids assembling the body in a
  * frame-sized buffer. */
-void cobs_encode_parts(const cobs_part_t *parts, size_t n_parts,
-                       void (*put)(const uint8_t *buf, size_t n));
+void cobs_encode_parts(const cobs_part_t *parts, size_t n_parts, void (*put)(const uint8_t *buf, size_t n));
 
 /* The same for one contiguous buffer. */
-void cobs_encode_to(const uint8_t *data, size_t len,
-                    void (*put)(const uint8_t *buf, size_t n));
+void cobs_encode_to(const uint8_t *data, size_t len, void (*put)(const uint8_t *buf, size_t n));
 
 #endif

@@ -12,7 +12,4 @@ uint16_t crc16_ccitt_update(uint16_t crc, const uint8_t *data, size_t len)
     return crc;
 }
 
-uint16_t crc16_ccitt(const uint8_t *data, size_t len)
-{
-    return crc16_ccitt_update(0xFFFFu, data, len);
-}
+uint16_t crc16_ccitt(const uint8_t *data, size_t len) { return crc16_ccitt_update(0xFFFFu, data, len); }

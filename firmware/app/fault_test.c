@@ -10,17 +10,17 @@
 #include "protocol.h"
 
 enum {
-    FT_BAD_ADDRESS = 1,   /* load from unmapped memory: BusFault (precise, BFAR) */
-    FT_DIV_ZERO = 2,      /* integer division by zero with CCR.DIV_0_TRP: UsageFault */
+    FT_BAD_ADDRESS = 1,    /* load from unmapped memory: BusFault (precise, BFAR) */
+    FT_DIV_ZERO = 2,       /* integer division by zero with CCR.DIV_0_TRP: UsageFault */
     FT_STACK_OVERFLOW = 3, /* unbounded recursion into the MPU guard: MemManage */
-    FT_BIG_REPLY = 4,     /* a reply larger than BODY_MAX: must become an ERROR */
-    FT_UNDEFINED = 5,     /* an undefined instruction: UsageFault */
+    FT_BIG_REPLY = 4,      /* a reply larger than BODY_MAX: must become an ERROR */
+    FT_UNDEFINED = 5,      /* an undefined instruction: UsageFault */
 };
 
 static uint8_t big[BODY_MAX];
 
 /* volatile operands: the compiler may not fold or drop the faulting operations */
-static volatile uint32_t bad_address = 0x90000000u;  /* FSMC bank 3: nothing there */
+static volatile uint32_t bad_address = 0x90000000u; /* FSMC bank 3: nothing there */
 static volatile int divisor;
 
 __attribute__((noinline)) static int fault_test_load(void) { return *(volatile int *)bad_address; }
@@ -32,7 +32,7 @@ __attribute__((noinline)) static int fault_test_recurse(int depth)
 {
     volatile uint8_t frame[64];
     frame[depth & 63] = (uint8_t)depth;
-    return fault_test_recurse(depth + 1) + frame[(depth * 7) & 63];  /* not a tail call */
+    return fault_test_recurse(depth + 1) + frame[(depth * 7) & 63]; /* not a tail call */
 }
 
 int fault_test_handle(const frame_t *f)
@@ -60,7 +60,7 @@ int fault_test_handle(const frame_t *f)
         link_send_error(f->seq, ERR_BAD_PAYLOAD, DETAIL_BAD_LENGTH);
         return 1;
     }
-    uint8_t out = (uint8_t)rc;  /* only reached if the fault did not happen */
+    uint8_t out = (uint8_t)rc; /* only reached if the fault did not happen */
     link_send(MSG_FAULT_TEST | MSG_REPLY, f->seq, &out, 1);
     return 1;
 }

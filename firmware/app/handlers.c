@@ -11,12 +11,12 @@
  * A model with more inputs or outputs gets ERROR model-failed (detail 0xFF)
  * to every INFER; INFO still reports its sizes. */
 #ifndef APP_MAX_INPUT
-#define APP_MAX_INPUT 784u    /* 28 x 28 pixels */
+#define APP_MAX_INPUT 784u /* 28 x 28 pixels */
 #endif
 #ifndef APP_MAX_OUTPUTS
 #define APP_MAX_OUTPUTS 32u
 #endif
-#define MAX_STR 32u           /* INFO strings are cut to this many bytes */
+#define MAX_STR 32u /* INFO strings are cut to this many bytes */
 #define DETAIL_MODEL_TOO_BIG 0xFFu
 
 /* Largest reply payloads (docs/protocol.md). */
@@ -39,7 +39,7 @@ _Static_assert(REPLY_MAX <= BODY_MAX - BODY_OVERHEAD, "every reply must fit in o
 
 static uint8_t pixels[APP_MAX_INPUT];
 static float outputs[APP_MAX_OUTPUTS];
-static uint8_t reply[REPLY_MAX];  /* payload only: link_send streams the frame */
+static uint8_t reply[REPLY_MAX]; /* payload only: link_send streams the frame */
 static int init_rc;
 
 /* Little-endian writer over the reply buffer. */
@@ -49,8 +49,16 @@ typedef struct {
 } writer_t;
 
 static void put_u8(writer_t *w, uint8_t v) { w->p[w->n++] = v; }
-static void put_u16(writer_t *w, uint16_t v) { put_u8(w, (uint8_t)v); put_u8(w, (uint8_t)(v >> 8)); }
-static void put_u32(writer_t *w, uint32_t v) { put_u16(w, (uint16_t)v); put_u16(w, (uint16_t)(v >> 16)); }
+static void put_u16(writer_t *w, uint16_t v)
+{
+    put_u8(w, (uint8_t)v);
+    put_u8(w, (uint8_t)(v >> 8));
+}
+static void put_u32(writer_t *w, uint32_t v)
+{
+    put_u16(w, (uint16_t)v);
+    put_u16(w, (uint16_t)(v >> 16));
+}
 
 static void put_f32(writer_t *w, float v)
 {

@@ -110,8 +110,7 @@ static int decode_huffman(const uint8_t *src, size_t len, uint8_t *pixels, size_
     return 0;
 }
 
-int image_decode(uint8_t encoding, const uint8_t *src, size_t len,
-                 uint8_t *pixels, size_t size)
+int image_decode(uint8_t encoding, const uint8_t *src, size_t len, uint8_t *pixels, size_t size)
 {
     switch (encoding) {
     case ENC_RAW:

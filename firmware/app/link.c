@@ -15,7 +15,7 @@
  * copied into a frame-sized buffer: link_send() streams header, payload and
  * CRC through a COBS encoder straight to the UART. */
 static uint8_t rx[WIRE_MAX];
-static int discarding;  /* after an overflow: drop bytes until the next 0x00 */
+static int discarding; /* after an overflow: drop bytes until the next 0x00 */
 
 static link_status_t status(uint8_t code, uint8_t detail)
 {
@@ -36,7 +36,7 @@ static int read_wire(void)
         if (c == 0) {
             if (n > 0)
                 return (int)n;
-            continue;  /* empty frame: an idle or resync 0x00, not a request */
+            continue; /* empty frame: an idle or resync 0x00, not a request */
         }
         if (n == WIRE_MAX) {
             discarding = 1;
@@ -52,12 +52,12 @@ link_status_t link_receive(frame_t *frame)
     int n = read_wire();
     if (n < 0)
         return status(ERR_TOO_LONG, DETAIL_NONE);
-    int len = cobs_decode(rx, (size_t)n, rx, sizeof rx);  /* in place */
+    int len = cobs_decode(rx, (size_t)n, rx, sizeof rx); /* in place */
     if (len < 0)
         return status(ERR_MALFORMED, DETAIL_COBS);
     if (len < (int)BODY_OVERHEAD)
         return status(ERR_MALFORMED, DETAIL_SHORT);
-    frame->seq = rx[1];  /* echoed in errors below, best effort */
+    frame->seq = rx[1]; /* echoed in errors below, best effort */
     if (len > (int)BODY_MAX)
         return status(ERR_TOO_LONG, DETAIL_NONE);
     uint16_t crc = (uint16_t)(rx[len - 2] | (rx[len - 1] << 8));

@@ -8,12 +8,12 @@
 typedef struct {
     uint8_t type;
     uint8_t seq;
-    const uint8_t *payload;  /* valid until the next link_receive() */
+    const uint8_t *payload; /* valid until the next link_receive() */
     size_t len;
 } frame_t;
 
 typedef struct {
-    uint8_t code;    /* 0: a good frame; else an err_code for the ERROR reply */
+    uint8_t code; /* 0: a good frame; else an err_code for the ERROR reply */
     uint8_t detail;
 } link_status_t;
 

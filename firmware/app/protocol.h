@@ -2,17 +2,17 @@
 #ifndef PROTOCOL_H
 #define PROTOCOL_H
 
-#define PROTOCOL_VERSION 2u  /* 2: INFO ends with tick_unit */
+#define PROTOCOL_VERSION 2u /* 2: INFO ends with tick_unit */
 
-#define BODY_MAX 1024u  /* type + seq + payload + crc */
-#define BODY_OVERHEAD 4u  /* type, seq, crc16 */
+#define BODY_MAX 1024u   /* type + seq + payload + crc */
+#define BODY_OVERHEAD 4u /* type, seq, crc16 */
 
 enum msg_type {
     MSG_INFO = 0x01,
     MSG_INFER = 0x02,
     MSG_FAULT = 0x7E,
     MSG_ERROR = 0x7F,
-    MSG_REPLY = 0x80,  /* reply type = request type | MSG_REPLY */
+    MSG_REPLY = 0x80, /* reply type = request type | MSG_REPLY */
 };
 
 enum err_code {
@@ -22,29 +22,29 @@ enum err_code {
     ERR_UNKNOWN_TYPE = 4,
     ERR_BAD_PAYLOAD = 5,
     ERR_MODEL = 6,
-    ERR_REPLY_TOO_LONG = 7,  /* the device built a reply over BODY_MAX (detail: its type); a bug */
+    ERR_REPLY_TOO_LONG = 7, /* the device built a reply over BODY_MAX (detail: its type); a bug */
 };
 
 /* ERROR details (the protocol leaves them free; these help debugging). */
 enum err_detail {
     DETAIL_NONE = 0,
-    DETAIL_COBS = 1,             /* ERR_MALFORMED: invalid COBS */
-    DETAIL_SHORT = 2,            /* ERR_MALFORMED: body under 4 bytes */
-    DETAIL_BAD_ENCODING = 1,     /* ERR_BAD_PAYLOAD: unknown image encoding */
-    DETAIL_BAD_IMAGE = 2,        /* ERR_BAD_PAYLOAD: image does not decode to input_size */
-    DETAIL_BAD_LENGTH = 3,       /* ERR_BAD_PAYLOAD: payload length wrong for the type */
+    DETAIL_COBS = 1,         /* ERR_MALFORMED: invalid COBS */
+    DETAIL_SHORT = 2,        /* ERR_MALFORMED: body under 4 bytes */
+    DETAIL_BAD_ENCODING = 1, /* ERR_BAD_PAYLOAD: unknown image encoding */
+    DETAIL_BAD_IMAGE = 2,    /* ERR_BAD_PAYLOAD: image does not decode to input_size */
+    DETAIL_BAD_LENGTH = 3,   /* ERR_BAD_PAYLOAD: payload length wrong for the type */
 };
 
 /* What the INFER reply's ticks count (INFO's last byte). */
 enum tick_unit {
-    TICK_CYCLES = 1,    /* CPU cycles of a real core (DWT cycle counter) */
-    TICK_EMULATED = 2,  /* an emulator's virtual clock (SysTick): instructions under QEMU -icount */
+    TICK_CYCLES = 1,   /* CPU cycles of a real core (DWT cycle counter) */
+    TICK_EMULATED = 2, /* an emulator's virtual clock (SysTick): instructions under QEMU -icount */
 };
 
 enum image_encoding {
     ENC_RAW = 0,
     ENC_ZERO_RUN = 1,
-    ENC_HUFFMAN = 2,  /* static canonical Huffman codes of runs and values (image.c) */
+    ENC_HUFFMAN = 2, /* static canonical Huffman codes of runs and values (image.c) */
 };
 
 #endif /* PROTOCOL_H */

@@ -10,19 +10,19 @@
 extern "C" {
 #endif
 
-void bsp_init(void);                     /* clocks, FPU, UART, timer */
+void bsp_init(void); /* clocks, FPU, UART, timer */
 void bsp_uart_write(const uint8_t *buf, size_t len);
-int bsp_uart_getc(void);                 /* blocking; returns 0..255 */
-uint32_t bsp_ticks(void);                /* free-running timer, wraps */
-uint32_t bsp_tick_hz(void);              /* frequency of bsp_ticks */
+int bsp_uart_getc(void);    /* blocking; returns 0..255 */
+uint32_t bsp_ticks(void);   /* free-running timer, wraps */
+uint32_t bsp_tick_hz(void); /* frequency of bsp_ticks */
 uint32_t bsp_cpu_hz(void);
 const char *bsp_board_name(void);
 
 /* Memory figures from the linker script and run time. */
-uint32_t bsp_flash_used(void);           /* text + rodata + data init image */
-uint32_t bsp_static_ram(void);           /* data + bss */
-uint32_t bsp_heap_peak(void);            /* high-water mark of _sbrk */
-uint32_t bsp_stack_peak(void);           /* painted-stack high-water mark */
+uint32_t bsp_flash_used(void); /* text + rodata + data init image */
+uint32_t bsp_static_ram(void); /* data + bss */
+uint32_t bsp_heap_peak(void);  /* high-water mark of _sbrk */
+uint32_t bsp_stack_peak(void); /* painted-stack high-water mark */
 uint32_t bsp_stack_size(void);
 
 #ifdef __cplusplus

@@ -10,11 +10,11 @@ extern "C" {
 #endif
 
 typedef struct {
-    const char *name;      /* model name, e.g. "mlp" */
-    const char *backend;   /* "deepc" or "native" */
-    const char *dtype;     /* "f32" or "int8" */
-    uint16_t input_size;   /* number of uint8 pixels taken by model_run (784) */
-    uint16_t output_size;  /* number of float outputs written by model_run (10) */
+    const char *name;     /* model name, e.g. "mlp" */
+    const char *backend;  /* "deepc" or "native" */
+    const char *dtype;    /* "f32" or "int8" */
+    uint16_t input_size;  /* number of uint8 pixels taken by model_run (784) */
+    uint16_t output_size; /* number of float outputs written by model_run (10) */
 } model_info_t;
 
 const model_info_t *model_info(void);

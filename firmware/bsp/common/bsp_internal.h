@@ -26,7 +26,7 @@ void ticks_poll_masked(void);
 #define STACK_GUARD_LOG2 5u
 #define STACK_GUARD_BYTES (1u << STACK_GUARD_LOG2)
 void stack_guard_init(void);
-int stack_guard_hit(uint32_t sp);  /* an exception frame at sp would overlap the guard */
+int stack_guard_hit(uint32_t sp); /* an exception frame at sp would overlap the guard */
 
 /* Common: stop/restart the SysTick tick counter around an idle wait (ticks.c), so an
  * emulator with nothing to do has no timer deadline to spin towards. */

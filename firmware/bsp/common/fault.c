@@ -16,7 +16,7 @@
 #define FAULT_WORDS 9u                          /* pc lr xpsr ipsr cfsr hfsr bfar mmfar sp */
 #define FAULT_BODY (2u + 4u * FAULT_WORDS + 2u) /* type, seq, words, crc16 */
 #define CFSR_MSTKERR (1u << 4)
-#define CFSR_STKERR  (1u << 12)
+#define CFSR_STKERR (1u << 12)
 
 void Fault_Handler(void) __attribute__((naked));
 void fault_report(const uint32_t *frame) __attribute__((used, noreturn));
@@ -27,15 +27,14 @@ uint32_t *const fault_stack_top = fault_stack + 128;
 /* Hands the stacked exception frame (r0-r3, r12, lr, pc, xpsr) to C, on the fault stack. */
 void Fault_Handler(void)
 {
-    __asm__ volatile(
-        "tst lr, #4\n\t"
-        "ite eq\n\t"
-        "mrseq r0, msp\n\t"
-        "mrsne r0, psp\n\t"
-        "ldr r1, =fault_stack_top\n\t"
-        "ldr r1, [r1]\n\t"
-        "mov sp, r1\n\t"
-        "b fault_report\n\t");
+    __asm__ volatile("tst lr, #4\n\t"
+                     "ite eq\n\t"
+                     "mrseq r0, msp\n\t"
+                     "mrsne r0, psp\n\t"
+                     "ldr r1, =fault_stack_top\n\t"
+                     "ldr r1, [r1]\n\t"
+                     "mov sp, r1\n\t"
+                     "b fault_report\n\t");
 }
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -81,18 +80,25 @@ void fault_report(const uint32_t *frame)
      * send 0 for pc, lr and xpsr rather than read the guard and fault again. */
     const int stacked = !(cfsr & (CFSR_MSTKERR | CFSR_STKERR)) && !stack_guard_hit(sp);
     const uint32_t words[FAULT_WORDS] = {
-        stacked ? frame[6] : 0u, stacked ? frame[5] : 0u, stacked ? frame[7] : 0u,
-        ipsr & 0x1FFu, cfsr, SCB_HFSR, SCB_BFAR, SCB_MMFAR, sp,
+        stacked ? frame[6] : 0u,
+        stacked ? frame[5] : 0u,
+        stacked ? frame[7] : 0u,
+        ipsr & 0x1FFu,
+        cfsr,
+        SCB_HFSR,
+        SCB_BFAR,
+        SCB_MMFAR,
+        sp,
     };
     uint8_t body[FAULT_BODY];
     body[0] = FAULT_TYPE;
-    body[1] = 0;  /* unsolicited: no request sequence */
+    body[1] = 0; /* unsolicited: no request sequence */
     for (unsigned i = 0; i < FAULT_WORDS; i++)
         put_u32(body + 2 + 4 * i, words[i]);
     uint16_t crc = crc16(body, FAULT_BODY - 2);
     body[FAULT_BODY - 2] = (uint8_t)crc;
     body[FAULT_BODY - 1] = (uint8_t)(crc >> 8);
-    static const uint8_t resync = 0;  /* end whatever frame the app was sending */
+    static const uint8_t resync = 0; /* end whatever frame the app was sending */
     bsp_uart_write(&resync, 1);
     send_cobs(body, FAULT_BODY);
     for (;;) {

@@ -22,7 +22,7 @@ void wait_for_irq(unsigned irq, int (*ready)(void))
     __asm__ volatile("cpsid i" ::: "memory");
     NVIC_ISER(n) = bit;
     for (;;) {
-        NVIC_ICPR(n) = bit;  /* clear first: a byte arriving after this re-pends it */
+        NVIC_ICPR(n) = bit; /* clear first: a byte arriving after this re-pends it */
         dsb_isb();
         if (ready())
             break;

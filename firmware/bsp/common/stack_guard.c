@@ -10,11 +10,11 @@ extern uint32_t __stack_start[];
 void stack_guard_init(void)
 {
     if (((MPU_TYPE >> 8) & 0xFFu) == 0)
-        return;  /* a core without an MPU: no guard */
+        return; /* a core without an MPU: no guard */
     MPU_CTRL = 0;
     dsb_isb();
     MPU_RNR = 0;
-    MPU_RBAR = (uint32_t)__stack_start;  /* 32-byte aligned: the stack size is a multiple of 1 KB */
+    MPU_RBAR = (uint32_t)__stack_start; /* 32-byte aligned: the stack size is a multiple of 1 KB */
     /* SIZE = log2(bytes) - 1; AP = 000 (no access, privileged or not); execute never. */
     MPU_RASR = MPU_RASR_XN | ((STACK_GUARD_LOG2 - 1u) << 1) | MPU_RASR_ENABLE;
     MPU_CTRL = MPU_CTRL_ENABLE | MPU_CTRL_PRIVDEFENA;

@@ -13,18 +13,17 @@ extern int main(void);
 extern void __libc_init_array(void);
 
 void Reset_Handler(void);
-void Fault_Handler(void);  /* fault.c */
+void Fault_Handler(void);   /* fault.c */
 void SysTick_Handler(void); /* ticks.c */
 
-#define N_IRQ 97  /* STM32F446 has the most external interrupts of our parts */
+#define N_IRQ 97 /* STM32F446 has the most external interrupts of our parts */
 
 /* None of our drivers enable an external interrupt, so every entry except
  * reset and SysTick reports a fault: an unexpected interrupt is a bug. */
-__attribute__((section(".isr_vector"), used))
-void (*const vector_table[16 + N_IRQ])(void) = {
+__attribute__((section(".isr_vector"), used)) void (*const vector_table[16 + N_IRQ])(void) = {
     [0] = (void (*)(void))__stack_top,
     [1] = Reset_Handler,
-    [2 ... 14] = Fault_Handler,  /* NMI, HardFault, MemManage, BusFault, UsageFault, ... */
+    [2 ... 14] = Fault_Handler, /* NMI, HardFault, MemManage, BusFault, UsageFault, ... */
     [15] = SysTick_Handler,
     [16 ... 16 + N_IRQ - 1] = Fault_Handler,
 };
@@ -43,7 +42,7 @@ void Reset_Handler(void)
     for (uint32_t *dst = __bss_start; dst < __bss_end;)
         *dst++ = 0;
 
-    __libc_init_array();  /* C++ static constructors (deepC, libstdc++) */
+    __libc_init_array(); /* C++ static constructors (deepC, libstdc++) */
     main();
     for (;;) {
     }

@@ -13,7 +13,7 @@
 extern char __heap_start[], __heap_limit[];
 
 static char *heap_end = __heap_start;
-static uint32_t heap_peak;  /* newlib may trim the heap: keep the maximum */
+static uint32_t heap_peak; /* newlib may trim the heap: keep the maximum */
 
 void *_sbrk(ptrdiff_t incr)
 {
@@ -32,11 +32,36 @@ uint32_t bsp_heap_peak(void) { return heap_peak; }
 
 #define WEAK __attribute__((weak))
 
-WEAK int _write(int fd, const void *buf, size_t len) { (void)fd; (void)buf; return (int)len; }
-WEAK int _read(int fd, void *buf, size_t len) { (void)fd; (void)buf; (void)len; return 0; }
-WEAK int _close(int fd) { (void)fd; return -1; }
-WEAK int _isatty(int fd) { (void)fd; return 1; }
-WEAK int _lseek(int fd, int off, int whence) { (void)fd; (void)off; (void)whence; return 0; }
+WEAK int _write(int fd, const void *buf, size_t len)
+{
+    (void)fd;
+    (void)buf;
+    return (int)len;
+}
+WEAK int _read(int fd, void *buf, size_t len)
+{
+    (void)fd;
+    (void)buf;
+    (void)len;
+    return 0;
+}
+WEAK int _close(int fd)
+{
+    (void)fd;
+    return -1;
+}
+WEAK int _isatty(int fd)
+{
+    (void)fd;
+    return 1;
+}
+WEAK int _lseek(int fd, int off, int whence)
+{
+    (void)fd;
+    (void)off;
+    (void)whence;
+    return 0;
+}
 WEAK int _getpid(void) { return 1; }
 
 WEAK int _fstat(int fd, struct stat *st)

@@ -13,14 +13,14 @@ void ticks_init(uint32_t cpu_hz)
 {
     (void)cpu_hz;
     DEMCR |= DEMCR_TRCENA;
-    DWT_LAR = 0xC5ACCE55u;  /* unlock (needed on some cores, harmless on M4) */
+    DWT_LAR = 0xC5ACCE55u; /* unlock (needed on some cores, harmless on M4) */
     DWT_CYCCNT = 0;
     DWT_CTRL |= DWT_CTRL_CYCCNTENA;
 }
 
 uint32_t bsp_ticks(void) { return DWT_CYCCNT; }
 
-void SysTick_Handler(void) {}  /* SysTick is not enabled on these boards */
+void SysTick_Handler(void) {} /* SysTick is not enabled on these boards */
 
 void ticks_poll_masked(void) {}
 void ticks_pause(void) {}
@@ -73,4 +73,4 @@ uint32_t bsp_ticks(void)
 
 #endif
 
-uint32_t bsp_tick_hz(void) { return bsp_cpu_hz(); }  /* both count CPU clocks */
+uint32_t bsp_tick_hz(void) { return bsp_cpu_hz(); } /* both count CPU clocks */

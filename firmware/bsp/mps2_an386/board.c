@@ -6,11 +6,11 @@
 #define CPU_HZ 25000000u
 #define BAUD 115200u
 
-#define UART0_BASE   0x40004000u
-#define UART_DATA    REG32(UART0_BASE + 0x00u)
-#define UART_STATE   REG32(UART0_BASE + 0x04u)
-#define UART_CTRL    REG32(UART0_BASE + 0x08u)
-#define UART_INTCLR  REG32(UART0_BASE + 0x0Cu)
+#define UART0_BASE 0x40004000u
+#define UART_DATA REG32(UART0_BASE + 0x00u)
+#define UART_STATE REG32(UART0_BASE + 0x04u)
+#define UART_CTRL REG32(UART0_BASE + 0x08u)
+#define UART_INTCLR REG32(UART0_BASE + 0x0Cu)
 #define UART_BAUDDIV REG32(UART0_BASE + 0x10u)
 
 #define STATE_TX_FULL (1u << 0)
@@ -25,7 +25,7 @@ void board_init(void)
 {
     /* QEMU's model refuses to move bytes while the divider is below 16. */
     UART_BAUDDIV = CPU_HZ / BAUD;
-    UART_CTRL = CTRL_TX_EN | CTRL_RX_EN | CTRL_RX_INT;  /* RX interrupt only wakes WFI */
+    UART_CTRL = CTRL_TX_EN | CTRL_RX_EN | CTRL_RX_INT; /* RX interrupt only wakes WFI */
 }
 
 void bsp_uart_write(const uint8_t *buf, size_t len)
@@ -41,11 +41,11 @@ static int rx_ready(void) { return (UART_STATE & STATE_RX_FULL) != 0; }
 
 int bsp_uart_getc(void)
 {
-    ticks_pause();  /* waiting for the host is not counted, and leaves no timer to spin on */
+    ticks_pause(); /* waiting for the host is not counted, and leaves no timer to spin on */
     if (!rx_ready())
         wait_for_irq(UART0_RX_IRQ, rx_ready);
     int c = (int)(UART_DATA & 0xFFu);
-    UART_INTCLR = INT_RX;  /* the RX interrupt is latched until cleared */
+    UART_INTCLR = INT_RX; /* the RX interrupt is latched until cleared */
     ticks_resume();
     return c;
 }

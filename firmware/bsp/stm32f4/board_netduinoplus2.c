@@ -7,7 +7,7 @@
 #include "../common/bsp_internal.h"
 #include "stm32f4.h"
 
-#define CPU_HZ   168000000u
+#define CPU_HZ 168000000u
 #define PCLK2_HZ 84000000u
 
 void board_init(void)

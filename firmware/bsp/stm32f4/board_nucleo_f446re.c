@@ -8,18 +8,18 @@
 #include "stm32f4.h"
 
 #define HSI_HZ 16000000u
-#define HSE_HZ 8000000u  /* the ST-LINK's MCO, if a later set-up chose it */
+#define HSE_HZ 8000000u /* the ST-LINK's MCO, if a later set-up chose it */
 
 /* HSI 16 MHz / M 8 = 2 MHz; x N 180 = 360 MHz VCO; / P 2 = 180 MHz. */
 #define PLL_M 8u
 #define PLL_N 180u
 #define PLL_P 2u
-#define PLL_Q 8u  /* 45 MHz: USB is unused */
+#define PLL_Q 8u /* 45 MHz: USB is unused */
 #define PLL_R 2u
 
-#define CFGR_PPRE1_DIV4 (5u << 10)  /* APB1 max 45 MHz */
+#define CFGR_PPRE1_DIV4 (5u << 10) /* APB1 max 45 MHz */
 #define CFGR_PPRE2_DIV2 (4u << 13)
-#define FLASH_LATENCY_5WS 5u  /* 150-180 MHz at 2.7-3.6 V */
+#define FLASH_LATENCY_5WS 5u /* 150-180 MHz at 2.7-3.6 V */
 
 /* From whatever state the clocks are in (reset, or a debugger's reset-init that left the PLL
  * running at 64 MHz, where writing PLLCFGR is ignored): back to the HSI, PLL off, then the
@@ -29,19 +29,19 @@ static void clock_init(void)
     RCC_CR |= RCC_CR_HSION;
     while (!(RCC_CR & RCC_CR_HSIRDY)) {
     }
-    RCC_CFGR = 0;  /* SYSCLK = HSI, AHB/APB prescalers 1 */
+    RCC_CFGR = 0; /* SYSCLK = HSI, AHB/APB prescalers 1 */
     while ((RCC_CFGR & RCC_CFGR_SWS_MASK) != RCC_CFGR_SWS_HSI) {
     }
-    RCC_CR &= ~RCC_CR_PLLON;  /* PLLCFGR can only be written with the PLL off */
+    RCC_CR &= ~RCC_CR_PLLON; /* PLLCFGR can only be written with the PLL off */
     while (RCC_CR & RCC_CR_PLLRDY) {
     }
 
     RCC_APB1ENR |= RCC_APB1ENR_PWREN;
-    (void)RCC_APB1ENR;  /* the write must land before PWR is touched */
+    (void)RCC_APB1ENR; /* the write must land before PWR is touched */
     PWR_CR |= PWR_CR_VOS_SCALE1;
 
     RCC_PLLCFGR = PLL_M | (PLL_N << 6) | (((PLL_P / 2u) - 1u) << 16) | (PLL_Q << 24) |
-                  (PLL_R << 28);  /* source HSI: bit 22 clear */
+        (PLL_R << 28); /* source HSI: bit 22 clear */
     RCC_CR |= RCC_CR_PLLON;
 
     /* 180 MHz needs the regulator's over-drive mode (RM0390 5.1.4). */

@@ -4,17 +4,17 @@
 #include "stm32f4.h"
 #include "../common/bsp_internal.h"
 
-#define USART_SR(b)  REG32((b) + 0x00u)
-#define USART_DR(b)  REG32((b) + 0x04u)
+#define USART_SR(b) REG32((b) + 0x00u)
+#define USART_DR(b) REG32((b) + 0x04u)
 #define USART_BRR(b) REG32((b) + 0x08u)
 #define USART_CR1(b) REG32((b) + 0x0Cu)
 
 #define SR_RXNE (1u << 5)
-#define SR_TXE  (1u << 7)
-#define CR1_RE  (1u << 2)
+#define SR_TXE (1u << 7)
+#define CR1_RE (1u << 2)
 #define CR1_RXNEIE (1u << 5)
-#define CR1_TE  (1u << 3)
-#define CR1_UE  (1u << 13)
+#define CR1_TE (1u << 3)
+#define CR1_UE (1u << 13)
 
 static uint32_t console;
 static unsigned console_irq;
@@ -45,7 +45,7 @@ int bsp_uart_getc(void)
 {
     /* Reading SR then DR also clears an overrun, so a lost byte cannot wedge
      * the receiver; the protocol's CRC catches the damage. */
-    ticks_pause();  /* waiting for the host is not counted, and leaves no timer to spin on */
+    ticks_pause(); /* waiting for the host is not counted, and leaves no timer to spin on */
     if (!rx_ready())
         wait_for_irq(console_irq, rx_ready);
     int c = (int)(USART_DR(console) & 0xFFu);

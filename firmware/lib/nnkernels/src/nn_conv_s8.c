@@ -26,7 +26,10 @@ void nn_dot2x2_s8(const int8_t *wa, const int8_t *wb, const uint32_t *col, int n
 #define SX13(w) sxtb16_ror8(w)
 #define SMLAD(a, b, acc) ((int32_t)__smlad((a), (b), (acc)))
 #else
-static inline int32_t lanes(int32_t lo, int32_t hi) { return (int32_t)(((uint32_t)lo & 0xffffu) | ((uint32_t)hi << 16)); }
+static inline int32_t lanes(int32_t lo, int32_t hi)
+{
+    return (int32_t)(((uint32_t)lo & 0xffffu) | ((uint32_t)hi << 16));
+}
 #define SX02(w) lanes((int8_t)(w), (int8_t)((w) >> 16))
 #define SX13(w) lanes((int8_t)((w) >> 8), (int8_t)((w) >> 24))
 #define SMLAD(a, b, acc) ((acc) + (int16_t)(a) * (int16_t)(b) + ((int32_t)(a) >> 16) * ((int32_t)(b) >> 16))
@@ -70,9 +73,9 @@ static void tap_table(int C, int H, int W, int KH, int KW, const taps_t *tb)
  * slot order, two per word.  Returns the common value of the taps if the window lies
  * inside the input and all its taps are equal (background: the output is then the bias
  * plus that value times the weight sum), else NOT_UNIFORM. */
-static inline __attribute__((always_inline)) int gather_taps(const int8_t *x, int zx, int H, int W, int KH, int KW,
-                                                             int iy0, int ix0, const taps_t *tb, int n_slots, int K,
-                                                             uint32_t *col, int pix)
+static inline __attribute__((always_inline)) int gather_taps(const int8_t *x, int zx, int H, int W, int KH,
+                                                             int KW, int iy0, int ix0, const taps_t *tb,
+                                                             int n_slots, int K, uint32_t *col, int pix)
 {
     /* slots 4j..4j+3 of this pixel: words 4j + 2 pix, 4j + 2 pix + 1 (lane order as slot order) */
 #define WORD_OF(s) (((s) >> 2) * 4 + 2 * pix + (((s) >> 1) & 1))
@@ -125,7 +128,8 @@ typedef struct {
 } epi_t;
 
 /* channel m's outputs of the pixel pair: y[at] (and y[at + 1] if two) */
-static inline __attribute__((always_inline)) void store_pair(const epi_t *e, int m, int32_t r0, int32_t r1, int two, int8_t *y, float *yf, long at)
+static inline __attribute__((always_inline)) void store_pair(const epi_t *e, int m, int32_t r0, int32_t r1,
+                                                             int two, int8_t *y, float *yf, long at)
 {
     if (yf) {
         yf[at] = dequant_f32(r0, e->dq[m], e->relu);
@@ -153,8 +157,8 @@ void nn_conv2d_s8(const int8_t *x, int zx, const int8_t *w, const int32_t *bias,
 {
     const int K = C * KH * KW;
     if (K > NN_CONV_MAX_TAPS || KH > 127 || KW > 127) {
-        nn_conv2d_ref_s8(x, zx, w, bias, C, H, W, M, KH, KW, OH, OW, sh, sw, pt, pl, mult, shift, zy, lo, hi, y,
-                         dq_scale, yf, relu);
+        nn_conv2d_ref_s8(x, zx, w, bias, C, H, W, M, KH, KW, OH, OW, sh, sw, pt, pl, mult, shift, zy, lo, hi,
+                         y, dq_scale, yf, relu);
         return;
     }
     const int n_slots = (K + 3) & ~3;

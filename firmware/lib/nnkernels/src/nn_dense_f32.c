@@ -34,7 +34,8 @@ void nn_dense_f32(const float *x, const float *wt, const float *b, float *y, int
             y[o] = 0.0f;
 }
 
-void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y, int n_in, int n_out, int relu)
+void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y, int n_in, int n_out,
+                     int relu)
 {
     for (int o = 0; o < n_out; o++)
         y[o] = b[o];
@@ -64,11 +65,13 @@ void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y
 #define MLA2(v) MLA1(v) "vmla.f32 s21, s9, " v "\n\t"
 #define MLA4(v) MLA2(v) "vmla.f32 s22, s10, " v "\n\tvmla.f32 s23, s11, " v "\n\t"
 #define MLA8(v)                                                                                              \
-    MLA4(v) "vmla.f32 s24, s12, " v "\n\tvmla.f32 s25, s13, " v "\n\tvmla.f32 s26, s14, " v                 \
-            "\n\tvmla.f32 s27, s15, " v "\n\t"
+    MLA4(v)                                                                                                  \
+    "vmla.f32 s24, s12, " v "\n\tvmla.f32 s25, s13, " v "\n\tvmla.f32 s26, s14, " v                          \
+    "\n\tvmla.f32 s27, s15, " v "\n\t"
 #define MLA12(v)                                                                                             \
-    MLA8(v) "vmla.f32 s28, s16, " v "\n\tvmla.f32 s29, s17, " v "\n\tvmla.f32 s30, s18, " v                 \
-            "\n\tvmla.f32 s31, s19, " v "\n\t"
+    MLA8(v)                                                                                                  \
+    "vmla.f32 s28, s16, " v "\n\tvmla.f32 s29, s17, " v "\n\tvmla.f32 s30, s18, " v                          \
+    "\n\tvmla.f32 s31, s19, " v "\n\t"
 /* one input row times its value, added to 12/8/4/2/1 accumulators */
 #define ROW12(w, v) "vldm %[" w "]!, {s8-s19}\n\t" MLA12(v)
 #define ROW8(w, v) "vldm %[" w "]!, {s8-s15}\n\t" MLA8(v)
@@ -76,8 +79,8 @@ void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y
 #define ROW2(w, v) "vldm %[" w "]!, {s8-s9}\n\t" MLA2(v)
 #define ROW1(w, v) "vldm %[" w "]!, {s8}\n\t" MLA1(v)
 #define ROWS8(R)                                                                                             \
-    R("w0", "s0") R("w1", "s1") R("w2", "s2") R("w3", "s3") R("w4", "s4") R("w5", "s5") R("w6", "s6")       \
-        R("w7", "s7")
+    R("w0", "s0")                                                                                            \
+    R("w1", "s1") R("w2", "s2") R("w3", "s3") R("w4", "s4") R("w5", "s5") R("w6", "s6") R("w7", "s7")
 #define ROWS4(R) R("w0", "s0") R("w1", "s1") R("w2", "s2") R("w3", "s3")
 #define ROWS1(R) R("w0", "s0")
 /* y[0..B) = src[0..B) + the rows; src, y and the row pointers advance by B floats */
@@ -85,42 +88,49 @@ void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y
     "vldm %[v], {" vregs "}\n\tvldm %[src]!, {" acc "}\n\t" ROWS(R) "vstm %[y]!, {" acc "}\n\t"
 #define LOOP12(vregs, ROWS)                                                                                  \
     "vldm %[v], {" vregs "}\n\t"                                                                             \
-    "1:\n\tvldm %[src]!, {s20-s31}\n\t" ROWS(ROW12) "vstm %[y]!, {s20-s31}\n\tsubs %[n], %[n], #1\n\tbne 1b\n\t"
+    "1:\n\tvldm %[src]!, {s20-s31}\n\t" ROWS(                                                                \
+        ROW12) "vstm %[y]!, {s20-s31}\n\tsubs %[n], %[n], #1\n\tbne 1b\n\t"
 #define VCLOBBER                                                                                             \
     "cc", "memory", "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13",  \
-        "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27",   \
+        "s14", "s15", "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27",    \
         "s28", "s29", "s30", "s31"
 /* the 12-loop and the 8/4/2/1 tail blocks for K input rows */
 #define COLS_BODY(vregs, ROWS, ...)                                                                          \
     int n = n_out / 12;                                                                                      \
     const int rest = n_out - 12 * n;                                                                         \
     if (n)                                                                                                   \
-        __asm__ volatile(LOOP12(vregs, ROWS) : [y] "+r"(y), [src] "+r"(src), [n] "+r"(n), __VA_ARGS__      \
+        __asm__ volatile(LOOP12(vregs, ROWS)                                                                 \
+                         : [y] "+r"(y), [src] "+r"(src), [n] "+r"(n), __VA_ARGS__                            \
                          : [v] "r"(v)                                                                        \
                          : VCLOBBER);                                                                        \
     if (rest & 8)                                                                                            \
-        __asm__ volatile(BLOCK(vregs, "s20-s27", ROWS, ROW8) : [y] "+r"(y), [src] "+r"(src), __VA_ARGS__    \
+        __asm__ volatile(BLOCK(vregs, "s20-s27", ROWS, ROW8)                                                 \
+                         : [y] "+r"(y), [src] "+r"(src), __VA_ARGS__                                         \
                          : [v] "r"(v)                                                                        \
                          : VCLOBBER);                                                                        \
     if (rest & 4)                                                                                            \
-        __asm__ volatile(BLOCK(vregs, "s20-s23", ROWS, ROW4) : [y] "+r"(y), [src] "+r"(src), __VA_ARGS__    \
+        __asm__ volatile(BLOCK(vregs, "s20-s23", ROWS, ROW4)                                                 \
+                         : [y] "+r"(y), [src] "+r"(src), __VA_ARGS__                                         \
                          : [v] "r"(v)                                                                        \
                          : VCLOBBER);                                                                        \
     if (rest & 2)                                                                                            \
-        __asm__ volatile(BLOCK(vregs, "s20-s21", ROWS, ROW2) : [y] "+r"(y), [src] "+r"(src), __VA_ARGS__    \
+        __asm__ volatile(BLOCK(vregs, "s20-s21", ROWS, ROW2)                                                 \
+                         : [y] "+r"(y), [src] "+r"(src), __VA_ARGS__                                         \
                          : [v] "r"(v)                                                                        \
                          : VCLOBBER);                                                                        \
     if (rest & 1)                                                                                            \
-        __asm__ volatile(BLOCK(vregs, "s20", ROWS, ROW1) : [y] "+r"(y), [src] "+r"(src), __VA_ARGS__        \
-                         : [v] "r"(v)                                                                        \
-                         : VCLOBBER)
+    __asm__ volatile(BLOCK(vregs, "s20", ROWS, ROW1)                                                         \
+                     : [y] "+r"(y), [src] "+r"(src), __VA_ARGS__                                             \
+                     : [v] "r"(v)                                                                            \
+                     : VCLOBBER)
 #endif
 
 /* y[o] = src[o] + w[0][o]*v[0] + ... + w[K-1][o]*v[K-1], added left to right, K = 8, 4, 1 */
 static void cols8(float *y, const float *src, int n_out, const float *const *w, const float *v)
 {
 #if NN_F32_ASM
-    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5], *w6 = w[6], *w7 = w[7];
+    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5], *w6 = w[6],
+                *w7 = w[7];
     COLS_BODY("s0-s7", ROWS8, [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3), [w4] "+r"(w4),
               [w5] "+r"(w5), [w6] "+r"(w6), [w7] "+r"(w7));
 #else
@@ -268,13 +278,13 @@ static inline int gather_word(uint32_t q, const float *base, int n_out, const fl
     "vcvt.f32.u32 s0, s0\n\t"                                                                                \
     "str   %[b], [%[r]], #4\n\t"                                                                             \
     "vstmia %[vp]!, {s0}\n\t" label ":\n\t"
-    __asm__ volatile("ands  %[v], %[q], #255\n\t" GATHER_STORE("1")
-                     "add   %[b], %[b], %[stride]\n\t"
-                     "ands  %[v], %[m], %[q], lsr #8\n\t" GATHER_STORE("2")
-                     "add   %[b], %[b], %[stride]\n\t"
-                     "ands  %[v], %[m], %[q], lsr #16\n\t" GATHER_STORE("3")
-                     "add   %[b], %[b], %[stride]\n\t"
-                     "lsrs  %[v], %[q], #24\n\t" GATHER_STORE("4")
+    __asm__ volatile("ands  %[v], %[q], #255\n\t" GATHER_STORE(
+                         "1") "add   %[b], %[b], %[stride]\n\t"
+                              "ands  %[v], %[m], %[q], lsr #8\n\t" GATHER_STORE(
+                                  "2") "add   %[b], %[b], %[stride]\n\t"
+                                       "ands  %[v], %[m], %[q], lsr #16\n\t" GATHER_STORE(
+                                           "3") "add   %[b], %[b], %[stride]\n\t"
+                                                "lsrs  %[v], %[q], #24\n\t" GATHER_STORE("4")
                      : [r] "+r"(r), [vp] "+r"(vals), [b] "+r"(base), [v] "=&r"(v)
                      : [q] "r"(q), [stride] "r"(stride), [m] "r"(m255)
                      : "cc", "memory", "s0");
@@ -292,7 +302,8 @@ static inline int gather_word(uint32_t q, const float *base, int n_out, const fl
 #endif
 }
 
-void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y, int n_in, int n_out, int relu)
+void nn_dense_u8_f32(const uint8_t *x, const float *wt, const float *b, float *y, int n_in, int n_out,
+                     int relu)
 {
     batch_t g;
     g.src = b, g.y = y, g.n_out = n_out, g.n = 0;

@@ -31,34 +31,36 @@ static inline int32_t sxtb16_ror8(uint32_t x)
 #define MAC_HI(acc, wd, v) acc = __smlad(sxtb16_ror8(wd), v, acc)
 #else
 /* v.lo * byte0 + v.hi * byte2  /  v.lo * byte1 + v.hi * byte3 */
-#define VLO(v) ((int32_t)(int16_t)((uint32_t)(v) & 0xffffu))
+#define VLO(v) ((int32_t)(int16_t)((uint32_t)(v)&0xffffu))
 #define VHI(v) ((int32_t)(int16_t)((uint32_t)(v) >> 16))
-#define MAC_LO(acc, wd, v) acc += (int32_t)(int8_t)(wd) * VLO(v) + (int32_t)(int8_t)((wd) >> 16) * VHI(v)
-#define MAC_HI(acc, wd, v) acc += (int32_t)(int8_t)((wd) >> 8) * VLO(v) + (int32_t)(int8_t)((wd) >> 24) * VHI(v)
+#define MAC_LO(acc, wd, v) acc += (int32_t)(int8_t)(wd)*VLO(v) + (int32_t)(int8_t)((wd) >> 16) * VHI(v)
+#define MAC_HI(acc, wd, v)                                                                                   \
+    acc += (int32_t)(int8_t)((wd) >> 8) * VLO(v) + (int32_t)(int8_t)((wd) >> 24) * VHI(v)
 #endif
 
 /* round-half-up fixed point (see nn_requant in nn_runtime.h) */
 static inline int32_t requant32(int32_t acc, int32_t mult, int shift)
 {
     int64_t p = (int64_t)acc * (int64_t)mult + ((int64_t)1 << (shift - 1));
-    p >>= shift;   /* arithmetic shift (two's complement targets) */
-    if (p > 0x7fffffff) p = 0x7fffffff;
-    if (p < -0x7fffffff - 1) p = -0x7fffffff - 1;
+    p >>= shift; /* arithmetic shift (two's complement targets) */
+    if (p > 0x7fffffff)
+        p = 0x7fffffff;
+    if (p < -0x7fffffff - 1)
+        p = -0x7fffffff - 1;
     return (int32_t)p;
 }
 
-static inline int8_t clamp8(int32_t v, int lo, int hi)
-{
-    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
-}
+static inline int8_t clamp8(int32_t v, int lo, int hi) { return (int8_t)(v < lo ? lo : (v > hi ? hi : v)); }
 
 /* int32 accumulator -> int8 output: requantise, bound (so adding the zero point cannot
  * overflow), add the zero point, clamp to [lo, hi] (which also applies a fused ReLU). */
 static inline int8_t requant_s8(int32_t acc, int32_t mult, int shift, int zp, int lo, int hi)
 {
     int32_t r = requant32(acc, mult, shift);
-    if (r > 0x10000) r = 0x10000;
-    if (r < -0x10000) r = -0x10000;
+    if (r > 0x10000)
+        r = 0x10000;
+    if (r < -0x10000)
+        r = -0x10000;
     return clamp8(r + zp, lo, hi);
 }
 

@@ -22,9 +22,10 @@ static void pool2x2_row(const int8_t *r0, const int8_t *r1, int8_t *y, int n)
         memcpy(&a1, r0 + 4, 4);
         memcpy(&b0, r1, 4);
         memcpy(&b1, r1 + 4, 4);
-        const uint32_t v0 = max8(a0, b0), v1 = max8(a1, b1); /* vertical */
+        const uint32_t v0 = max8(a0, b0), v1 = max8(a1, b1);           /* vertical */
         const uint32_t h0 = max8(v0, v0 >> 8), h1 = max8(v1, v1 >> 8); /* bytes 0 and 2: the outputs */
-        const uint32_t out = (h0 & 0xffu) | ((h0 >> 8) & 0xff00u) | ((h1 & 0xffu) << 16) | ((h1 << 8) & 0xff000000u);
+        const uint32_t out =
+            (h0 & 0xffu) | ((h0 >> 8) & 0xff00u) | ((h1 & 0xffu) << 16) | ((h1 << 8) & 0xff000000u);
         memcpy(y, &out, 4);
     }
     for (; ox < n; ox++, r0 += 2, r1 += 2) {

@@ -3,13 +3,11 @@
 
 void nn_lut_u8_s8(const uint8_t *x, const int8_t *lut, int8_t *y, int n)
 {
-    for (int i = 0; i < n; i++) y[i] = lut[x[i]];
+    for (int i = 0; i < n; i++)
+        y[i] = lut[x[i]];
 }
 
-int32_t nn_requant(int32_t acc, int32_t mult, int shift)
-{
-    return requant32(acc, mult, shift);
-}
+int32_t nn_requant(int32_t acc, int32_t mult, int shift) { return requant32(acc, mult, shift); }
 
 /* Same integers as nn_requant_ch_s8_ref (nn_quant_ref.c), cheaper: requant_hi (nn_internal.h). */
 void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const int32_t *mult,
@@ -22,7 +20,8 @@ void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const 
     if (inner == 1) { /* dense layers: one output per channel */
         for (int c = 0; c < n_ch; c++) {
             const int s = shift[c];
-            y[c] = s >= 33 ? requant_hi(acc[c], mult[c], s, zp, lo, hi) : requant_s8(acc[c], mult[c], s, zp, lo, hi);
+            y[c] = s >= 33 ? requant_hi(acc[c], mult[c], s, zp, lo, hi)
+                           : requant_s8(acc[c], mult[c], s, zp, lo, hi);
         }
         return;
     }
@@ -47,5 +46,6 @@ void nn_dequant_ch_f32(const int32_t *acc, float *y, int n_ch, int inner, const 
 
 void nn_dequant_s8_f32(const int8_t *x, float *y, int n, float scale, int zp)
 {
-    for (int i = 0; i < n; i++) y[i] = (float)((int32_t)x[i] - zp) * scale;
+    for (int i = 0; i < n; i++)
+        y[i] = (float)((int32_t)x[i] - zp) * scale;
 }
