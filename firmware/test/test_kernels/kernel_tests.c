@@ -126,9 +126,9 @@ static void end(const char *name)
 
 /* one arena (80 KB of the F405's 128 KB), carved differently by each test */
 static float arena[2 * MAX_W];
-#define WA_F arena                      /* f32 weights, output-major */
-#define WB_F (arena + MAX_W)            /* f32 weights, input-major */
-#define WA_B ((int8_t *)arena)          /* int8 weights, output-major */
+#define WA_F arena                          /* f32 weights, output-major */
+#define WB_F (arena + MAX_W)                /* f32 weights, input-major */
+#define WA_B ((int8_t *)arena)              /* int8 weights, output-major */
 #define WORDS ((uint32_t *)(arena + MAX_W)) /* int8 weights, packed */
 static float xf[MAX_IN], bf[MAX_OUT], yref[MAX_OUT], yopt[MAX_OUT];
 static uint8_t px_buf[MAX_IN + 4];
@@ -138,7 +138,8 @@ static int32_t bias[MAX_OUT], aref[MAX_OUT], aopt[MAX_OUT];
 /* a nonzero float with few mantissa bits, or 0 according to the pattern */
 static float rnd_float(int pattern)
 {
-    const int zero = pattern == ALL_ZERO || (pattern == SPARSE && rnd() % 10 < 7) || (pattern == FEW && rnd() % 32);
+    const int zero =
+        pattern == ALL_ZERO || (pattern == SPARSE && rnd() % 10 < 7) || (pattern == FEW && rnd() % 32);
     if (zero)
         return 0.0f;
     int v = rnd_in(-1000, 999);
@@ -149,7 +150,8 @@ static float rnd_float(int pattern)
 
 static uint8_t rnd_pixel(int pattern)
 {
-    const int zero = pattern == ALL_ZERO || (pattern == SPARSE && rnd() % 10 < 7) || (pattern == FEW && rnd() % 32);
+    const int zero =
+        pattern == ALL_ZERO || (pattern == SPARSE && rnd() % 10 < 7) || (pattern == FEW && rnd() % 32);
     if (zero)
         return 0;
     return pattern == EXTREME ? 255 : (uint8_t)rnd_in(1, 255);
@@ -206,7 +208,9 @@ static int pack_pairs(const int8_t *w, int n_in, int n_out, uint32_t *out)
             uint32_t v = 0;
             for (int t = 0; t < 4; t++) {
                 const int o = 2 * j + (t & 1), i = 2 * k + (t >> 1);
-                const uint8_t byte = (o < n_out && i < n_in) ? (uint8_t)w[o * n_in + i] : 0;
+                uint8_t byte = (o < n_out && i < n_in) ? (uint8_t)w[o * n_in + i] : 0;
+                if (!(o & 1))
+                    byte ^= 0x80; /* even outputs are stored + 128 (nn_runtime.h) */
                 v |= (uint32_t)byte << (8 * t);
             }
             out[k * nw + j] = v;
@@ -262,7 +266,8 @@ static void dense_s8_case(int n_in, int n_out, int pattern)
         const int zx = ZX[z];
         for (int i = 0; i < n_in; i++) {
             int v;
-            if (pattern == ALL_ZERO || (pattern == SPARSE && rnd() % 10 < 7) || (pattern == FEW && rnd() % 32))
+            if (pattern == ALL_ZERO || (pattern == SPARSE && rnd() % 10 < 7) ||
+                (pattern == FEW && rnd() % 32))
                 v = zx;
             else if (pattern == EXTREME)
                 v = zx < 0 ? 127 : -128; /* |x - zx| up to 255 */
@@ -399,7 +404,8 @@ static void test_conv_s8(void)
     begin();
     for (int g = 0; g < N_CONVS; g++) {
         const conv_geom *q = &CONVS[g];
-        const int OH = (q->H + q->pt + q->pb - q->KH) / q->sh + 1, OW = (q->W + q->pl + q->pr - q->KW) / q->sw + 1;
+        const int OH = (q->H + q->pt + q->pb - q->KH) / q->sh + 1,
+                  OW = (q->W + q->pl + q->pr - q->KW) / q->sw + 1;
         const int n_w = q->M * q->C * q->KH * q->KW, n_x = q->C * q->H * q->W, n_y = q->M * OH * OW;
         for (int pattern = 0; pattern <= N_PATTERNS; pattern++) { /* N_PATTERNS: a uniform background */
             for (int i = 0; i < n_w; i++)
@@ -414,7 +420,8 @@ static void test_conv_s8(void)
                 const int zx = ZX[z];
                 for (int i = 0; i < n_x; i++) {
                     int v = rnd_in(-128, 127);
-                    if (pattern == ALL_ZERO || (pattern == SPARSE && rnd() % 10 < 7) || (pattern == FEW && rnd() % 32))
+                    if (pattern == ALL_ZERO || (pattern == SPARSE && rnd() % 10 < 7) ||
+                        (pattern == FEW && rnd() % 32))
                         v = zx;
                     else if (pattern == EXTREME)
                         v = (i & 1) ? 127 : -128;
@@ -424,18 +431,18 @@ static void test_conv_s8(void)
                 }
                 const int zy = rnd_in(-128, 127), lo = (z & 1) ? zy : -128;
                 memset(CY_OPT, 0x5a, (size_t)n_y);
-                nn_conv2d_ref_s8(CX, zx, WA_B, bias, q->C, q->H, q->W, q->M, q->KH, q->KW, OH, OW, q->sh, q->sw,
-                                 q->pt, q->pl, mult, shift, zy, lo, 127, CY_REF, 0, 0, 0);
-                nn_conv2d_s8(CX, zx, WA_B, bias, q->C, q->H, q->W, q->M, q->KH, q->KW, OH, OW, q->sh, q->sw, q->pt,
-                             q->pl, mult, shift, zy, lo, 127, CY_OPT, 0, 0, 0);
+                nn_conv2d_ref_s8(CX, zx, WA_B, bias, q->C, q->H, q->W, q->M, q->KH, q->KW, OH, OW, q->sh,
+                                 q->sw, q->pt, q->pl, mult, shift, zy, lo, 127, CY_REF, 0, 0, 0);
+                nn_conv2d_s8(CX, zx, WA_B, bias, q->C, q->H, q->W, q->M, q->KH, q->KW, OH, OW, q->sh, q->sw,
+                             q->pt, q->pl, mult, shift, zy, lo, 127, CY_OPT, 0, 0, 0);
                 check_bytes("nn_conv2d_s8", CY_REF, CY_OPT, n_y, g, z);
                 hash_bytes(CY_OPT, n_y);
                 const int relu = z & 1; /* dequantised float output (a conv feeding a float op) */
                 memset(CF_OPT, 0x5a, sizeof(float) * (size_t)n_y);
-                nn_conv2d_ref_s8(CX, zx, WA_B, bias, q->C, q->H, q->W, q->M, q->KH, q->KW, OH, OW, q->sh, q->sw,
-                                 q->pt, q->pl, 0, 0, 0, -128, 127, 0, dq, CF_REF, relu);
-                nn_conv2d_s8(CX, zx, WA_B, bias, q->C, q->H, q->W, q->M, q->KH, q->KW, OH, OW, q->sh, q->sw, q->pt,
-                             q->pl, 0, 0, 0, -128, 127, 0, dq, CF_OPT, relu);
+                nn_conv2d_ref_s8(CX, zx, WA_B, bias, q->C, q->H, q->W, q->M, q->KH, q->KW, OH, OW, q->sh,
+                                 q->sw, q->pt, q->pl, 0, 0, 0, -128, 127, 0, dq, CF_REF, relu);
+                nn_conv2d_s8(CX, zx, WA_B, bias, q->C, q->H, q->W, q->M, q->KH, q->KW, OH, OW, q->sh, q->sw,
+                             q->pt, q->pl, 0, 0, 0, -128, 127, 0, dq, CF_OPT, relu);
                 check_bytes("nn_conv2d_s8 float out", CF_REF, CF_OPT, 4 * n_y, g, z);
                 hash_bytes(CF_OPT, 4 * n_y);
             }

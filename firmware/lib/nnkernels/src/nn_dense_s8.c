@@ -1,40 +1,50 @@
 /* int8 dense kernels, sparse: only input pairs that are not both zero are visited,
- * with SXTB16 + SMLAD on the DSP extension.  Same integers as nn_dense_s8_ref.c. */
+ * with SMLAD on the DSP extension.  Same integers as nn_dense_s8_ref.c.
+ *
+ * The bytes of even outputs are stored offset by +128 (bit 7 flipped, nn_runtime.h), so a
+ * 16-bit lane of a raw weight word, byte 2j unsigned + 256 * byte 2j+1 signed, is exact.
+ * SMLAD on the raw word accumulates  S_even + 128 * sum(x) + 256 * S_odd  (mod 2^32) and
+ * only the odd bytes need SXTB16; the even sums are recovered once at the end
+ * (fix_even).  Wrapping arithmetic is exact here because the true sums fit in int32. */
 #include <string.h>
 
 #include "nn_internal.h"
 
+#define EVEN_FLIP 0x00800080u /* the +128 offset of the even-output bytes */
+
 /* acc[0 .. 4*nq) += the contributions of two input pairs: values v0, v1 (packed
  * int16 lanes), weight rows w0, w1 (2 words = 4 outputs per step). */
-static inline void mac_2pairs_x4(const uint32_t *w0, const uint32_t *w1, int32_t v0, int32_t v1,
-                                 int32_t *acc, int nq)
+static inline void mac_2pairs_x4(const uint32_t *w0, const uint32_t *w1, int32_t v0, int32_t v1, int32_t *acc,
+                                 int nq)
 {
-    if (nq <= 0) return;
+    if (nq <= 0)
+        return;
 #if NN_USE_DSP
     /* 4 accumulators by LDM/STM (pinned to r8-r11: a register list must ascend), the
-     * weights of each pair by LDRD: 22 instructions per 16 MACs, 8 outputs per loop */
+     * weights of each pair by LDRD: 18 instructions per 16 MACs, 8 outputs per loop;
+     * a0/a2 take the raw words (even outputs, fixed up by fix_even) */
     register int32_t a0 __asm__("r8"), a1 __asm__("r9"), a2 __asm__("r10"), a3 __asm__("r11");
     uint32_t p, q, t;
 #define PAIR4(w, v)                                                                                          \
     "ldrd   %[p], %[q], [%[" w "]], #8\n\t"                                                                  \
     "sxtb16 %[t], %[p], ror #8\n\t"                                                                          \
-    "sxtb16 %[p], %[p]\n\t"                                                                                  \
     "smlad  %[a0], %[p], %[" v "], %[a0]\n\t"                                                                \
     "smlad  %[a1], %[t], %[" v "], %[a1]\n\t"                                                                \
     "sxtb16 %[t], %[q], ror #8\n\t"                                                                          \
-    "sxtb16 %[q], %[q]\n\t"                                                                                  \
     "smlad  %[a2], %[q], %[" v "], %[a2]\n\t"                                                                \
     "smlad  %[a3], %[t], %[" v "], %[a3]\n\t"
-#define QUAD "ldm    %[acc], {%[a0], %[a1], %[a2], %[a3]}\n\t" PAIR4("w0", "v0") PAIR4("w1", "v1") "stm    %[acc]!, {%[a0], %[a1], %[a2], %[a3]}\n\t"
+#define QUAD                                                                                                 \
+    "ldm    %[acc], {%[a0], %[a1], %[a2], %[a3]}\n\t" PAIR4("w0", "v0")                                      \
+        PAIR4("w1", "v1") "stm    %[acc]!, {%[a0], %[a1], %[a2], %[a3]}\n\t"
     int n2 = nq >> 1;
     if (n2)
-        __asm__ volatile("1:\n\t" QUAD QUAD "subs   %[n], %[n], #1\n\t"
-                                            "bne    1b\n\t"
-                         : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [n] "+r"(n2), [a0] "=&r"(a0),
-                           [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [p] "=&r"(p), [q] "=&r"(q),
-                           [t] "=&r"(t)
-                         : [v0] "r"(v0), [v1] "r"(v1)
-                         : "cc", "memory");
+        __asm__ volatile(
+            "1:\n\t" QUAD QUAD "subs   %[n], %[n], #1\n\t"
+            "bne    1b\n\t"
+            : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [n] "+r"(n2), [a0] "=&r"(a0), [a1] "=&r"(a1),
+              [a2] "=&r"(a2), [a3] "=&r"(a3), [p] "=&r"(p), [q] "=&r"(q), [t] "=&r"(t)
+            : [v0] "r"(v0), [v1] "r"(v1)
+            : "cc", "memory");
     if (nq & 1)
         __asm__ volatile(QUAD
                          : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [a0] "=&r"(a0), [a1] "=&r"(a1),
@@ -46,15 +56,18 @@ static inline void mac_2pairs_x4(const uint32_t *w0, const uint32_t *w1, int32_t
 #else
     for (; nq > 0; nq--, w0 += 2, w1 += 2, acc += 4) {
         int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-        MAC_LO(a0, w0[0], v0);
+        MAC_LO(a0, w0[0] ^ EVEN_FLIP, v0);
         MAC_HI(a1, w0[0], v0);
-        MAC_LO(a2, w0[1], v0);
+        MAC_LO(a2, w0[1] ^ EVEN_FLIP, v0);
         MAC_HI(a3, w0[1], v0);
-        MAC_LO(a0, w1[0], v1);
+        MAC_LO(a0, w1[0] ^ EVEN_FLIP, v1);
         MAC_HI(a1, w1[0], v1);
-        MAC_LO(a2, w1[1], v1);
+        MAC_LO(a2, w1[1] ^ EVEN_FLIP, v1);
         MAC_HI(a3, w1[1], v1);
-        acc[0] = a0; acc[1] = a1; acc[2] = a2; acc[3] = a3;
+        acc[0] = a0;
+        acc[1] = a1;
+        acc[2] = a2;
+        acc[3] = a3;
     }
 #endif
 }
@@ -62,20 +75,20 @@ static inline void mac_2pairs_x4(const uint32_t *w0, const uint32_t *w1, int32_t
 /* acc += the contributions of input pairs k0 and k1 (values v0, v1);
  * w: words [n_pairs][nw], nw = ceil(n_out / 2).  The rows of one pair are
  * contiguous, so the weights are streamed in order. */
-static void pairs_acc2(const uint32_t *w, int nw, int32_t *acc, int n_out,
-                       int k0, int32_t v0, int k1, int32_t v1)
+static void pairs_acc2(const uint32_t *w, int nw, int32_t *acc, int n_out, int k0, int32_t v0, int k1,
+                       int32_t v1)
 {
     const uint32_t *w0 = w + (long)k0 * nw;
     const uint32_t *w1 = w + (long)k1 * nw;
     const int nq = n_out >> 2;
     mac_2pairs_x4(w0, w1, v0, v1, acc, nq);
-    for (int o = 4 * nq; o < n_out; o += 2) {   /* last 1..3 outputs */
+    for (int o = 4 * nq; o < n_out; o += 2) { /* last 1..3 outputs */
         const uint32_t p = w0[o >> 1], q = w1[o >> 1];
         int32_t a = acc[o];
-        MAC_LO(a, p, v0);
-        MAC_LO(a, q, v1);
+        MAC_LO(a, p ^ EVEN_FLIP, v0);
+        MAC_LO(a, q ^ EVEN_FLIP, v1);
         acc[o] = a;
-        if (o + 1 < n_out) {   /* else the word's second row is padding */
+        if (o + 1 < n_out) { /* else the word's second row is padding */
             int32_t b = acc[o + 1];
             MAC_HI(b, p, v0);
             MAC_HI(b, q, v1);
@@ -84,53 +97,109 @@ static void pairs_acc2(const uint32_t *w, int nw, int32_t *acc, int n_out,
     }
 }
 
+/* Outputs below 4 * (n_out / 4) go through the SMLAD blocks.  On the DSP path their even
+ * accumulators start at bias[o] + 256 * bias[o+1] and end as the raw-word sums; fix_even
+ * subtracts 256 * (the odd neighbour) + 128 * sum(x).  Elsewhere: plain bias, no fix. */
+static void init_acc(const int32_t *bias, int32_t *acc, int n_out)
+{
+    int o = 0;
+#if NN_USE_DSP
+    for (; o < (n_out & ~3); o += 2) {
+        acc[o] = (int32_t)((uint32_t)bias[o] + ((uint32_t)bias[o + 1] << 8));
+        acc[o + 1] = bias[o + 1];
+    }
+#endif
+    for (; o < n_out; o++)
+        acc[o] = bias[o];
+}
+
+static void fix_even(int32_t *acc, int n_out, uint32_t sum_x)
+{
+#if NN_USE_DSP
+    const uint32_t off = sum_x << 7;
+    for (int o = 0; o < (n_out & ~3); o += 2)
+        acc[o] = (int32_t)((uint32_t)acc[o] - ((uint32_t)acc[o + 1] << 8) - off);
+#else
+    (void)acc, (void)n_out, (void)sum_x;
+#endif
+}
+
 /* nonzero pairs are accumulated two at a time; pk/pv hold the pending one */
-#define PUSH_PAIR(k, v) do {                                                  \
-        if (pk < 0) { pk = (k); pv = (v); }                                   \
-        else { pairs_acc2(w, nw, acc, n_out, pk, pv, (k), (v)); pk = -1; }    \
+#define PUSH_PAIR(k, v)                                                                                      \
+    do {                                                                                                     \
+        if (pk < 0) {                                                                                        \
+            pk = (k);                                                                                        \
+            pv = (v);                                                                                        \
+        } else {                                                                                             \
+            pairs_acc2(w, nw, acc, n_out, pk, pv, (k), (v));                                                 \
+            pk = -1;                                                                                         \
+        }                                                                                                    \
     } while (0)
 /* a last odd pair goes with a zero partner (adds exactly 0) */
-#define FLUSH_PAIR() do { if (pk >= 0) pairs_acc2(w, nw, acc, n_out, pk, pv, pk, 0); } while (0)
+#define FLUSH_PAIR()                                                                                         \
+    do {                                                                                                     \
+        if (pk >= 0)                                                                                         \
+            pairs_acc2(w, nw, acc, n_out, pk, pv, pk, 0);                                                    \
+    } while (0)
 
-void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw,
-                       const int32_t *bias, int32_t *acc, int n_out)
+void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw, const int32_t *bias,
+                       int32_t *acc, int n_out)
 {
     int pk = -1, i = 0;
     int32_t pv = 0;
-    for (int o = 0; o < n_out; o++) acc[o] = bias[o];
+    uint32_t sum_x = 0;
+    init_acc(bias, acc, n_out);
     for (; i + 4 <= n_in; i += 4) {
-        uint32_t quad;   /* four zero pixels (most of an MNIST image): one test */
+        uint32_t quad; /* four zero pixels (most of an MNIST image): one test */
         memcpy(&quad, x + i, 4);
-        if (quad == 0) continue;
+        if (quad == 0)
+            continue;
+#if NN_USE_DSP
+        sum_x = __usada8(quad, 0u, sum_x);
+#endif
         uint32_t a = x[i], b = x[i + 1];
-        if (a | b) PUSH_PAIR(i >> 1, (int32_t)(a | (b << 16)));
+        if (a | b)
+            PUSH_PAIR(i >> 1, (int32_t)(a | (b << 16)));
         a = x[i + 2];
         b = x[i + 3];
-        if (a | b) PUSH_PAIR((i >> 1) + 1, (int32_t)(a | (b << 16)));
+        if (a | b)
+            PUSH_PAIR((i >> 1) + 1, (int32_t)(a | (b << 16)));
     }
     for (; i + 1 < n_in; i += 2) {
         const uint32_t a = x[i], b = x[i + 1];
-        if (a | b) PUSH_PAIR(i >> 1, (int32_t)(a | (b << 16)));
+        sum_x += a + b;
+        if (a | b)
+            PUSH_PAIR(i >> 1, (int32_t)(a | (b << 16)));
     }
-    if (i < n_in && x[i]) PUSH_PAIR(i >> 1, (int32_t)x[i]);
+    if (i < n_in && x[i]) {
+        sum_x += x[i];
+        PUSH_PAIR(i >> 1, (int32_t)x[i]);
+    }
     FLUSH_PAIR();
+    fix_even(acc, n_out, sum_x);
 }
 
-void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int nw,
-                       const int32_t *bias, int32_t *acc, int n_out)
+void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int nw, const int32_t *bias,
+                       int32_t *acc, int n_out)
 {
     int pk = -1, i = 0;
     int32_t pv = 0;
-    for (int o = 0; o < n_out; o++) acc[o] = bias[o];
+    uint32_t sum_x = 0;
+    init_acc(bias, acc, n_out);
     for (; i + 1 < n_in; i += 2) {
         const int32_t a = x[i] - zx, b = x[i + 1] - zx;
-        if (a | b) PUSH_PAIR(i >> 1, pack16(a, b));
+        sum_x += (uint32_t)(a + b);
+        if (a | b)
+            PUSH_PAIR(i >> 1, pack16(a, b));
     }
     if (i < n_in) {
         const int32_t a = x[i] - zx;
-        if (a) PUSH_PAIR(i >> 1, pack16(a, 0));
+        sum_x += (uint32_t)a;
+        if (a)
+            PUSH_PAIR(i >> 1, pack16(a, 0));
     }
     FLUSH_PAIR();
+    fix_even(acc, n_out, sum_x);
 }
 
 #undef PUSH_PAIR

@@ -56,13 +56,16 @@ class DenseQ(LayerQ):
 
 
 def pack_pairs(wq: np.ndarray) -> np.ndarray:
-    """int8 [N, K] -> uint32 words [ceil(N/2), ceil(K/2)]: w[o][2k], w[o+1][2k], w[o][2k+1], w[o+1][2k+1]."""
+    """int8 [N, K] -> uint32 words [ceil(N/2), ceil(K/2)]: w[o][2k], w[o+1][2k], w[o][2k+1], w[o+1][2k+1].
+
+    The bytes of even outputs o are stored + 128 (bit 7 flipped): the kernels' SMLAD then
+    takes the raw word (nn_dense_s8.c) and sign-extends only the odd bytes."""
     n, k = wq.shape
     p = np.zeros((n + (n & 1), k + (k & 1)), np.int8)
     p[:n, :k] = wq
     b = p.view(np.uint8).astype(np.uint32)
-    b0, b1 = b[0::2, 0::2], b[1::2, 0::2]
-    b2, b3 = b[0::2, 1::2], b[1::2, 1::2]
+    b0, b1 = b[0::2, 0::2] ^ 0x80, b[1::2, 0::2]
+    b2, b3 = b[0::2, 1::2] ^ 0x80, b[1::2, 1::2]
     return (b0 | (b1 << 8) | (b2 << 16) | (b3 << 24)).astype(np.uint32)
 
 
