@@ -202,7 +202,8 @@ def test_evaluate_target_labgrid_report(lab, mnist_dir, tmp_path):
     assert report["target"] == "labgrid" and report["coordinator"] == lab.address and report["instances"] == 2
     assert [(p["name"], p["board"], p["serial"]) for p in report["places"]] == [
         ("farm-a", "netduinoplus2", "QEMU0001"), ("farm-b", "netduinoplus2", "QEMU0002")]
-    assert [p["url"] for p in report["places"]] == [f"socket://127.0.0.1:{lab.qemus[n].port}" for n in ("farm-a", "farm-b")]
+    urls = [f"socket://127.0.0.1:{lab.qemus[n].port}" for n in ("farm-a", "farm-b")]
+    assert [p["url"] for p in report["places"]] == urls
     assert "acquired place(s) farm-a, farm-b" in res.stderr
     assert not lab.holders(), "places left held"
 
@@ -371,7 +372,8 @@ def test_probe_that_cannot_be_reached(lab, mnist_dir, tmp_path, build_env):
     the exporter host over SSH). Here no SSH server answers, so flashing fails: one line, released."""
     build_env("nucleo_f446re_int8")
     config = tmp_path / "probe-exporter.yaml"
-    config.write_text(f"nucleo:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: {free_port()}\n    protocol: raw\n"
+    config.write_text(f"nucleo:\n  NetworkSerialPort:\n    host: 127.0.0.1\n    port: {free_port()}\n"
+                      "    protocol: raw\n"
                       "  NetworkUSBDebugger:\n    host: 127.0.0.1\n    busnum: 1\n    devnum: 5\n    path: '1-1.2'\n"
                       "    vendor_id: 0x0483\n    model_id: 0x374b\n")
     exporter = _spawn([BIN / "labgrid-exporter", "-c", lab.address, "-n", "farmprobe", "--hostname", "127.0.0.1",
