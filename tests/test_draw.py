@@ -412,7 +412,7 @@ def test_draw_qemu_device_agrees_with_host(cnn_env, mnist):
             assert status == 200 and res["status"] == "ok"
             assert res["device_class"] == res["host_class"]
             assert res["device_outputs"] == res["host_outputs"]  # int8: the same integers
-            assert 2_000_000 < res["latency"]["instructions"] < 5_000_000
+            assert 100_000 < res["latency"]["instructions"] < 1_500_000  # the CNN's device budget (issue 10)
             right += res["device_class"] == label
         assert right >= 18
         status, dev = _request(srv.url(), "device")
