@@ -149,21 +149,24 @@ void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw, co
     int32_t pv = 0;
     uint32_t sum_x = 0;
     init_acc(bias, acc, n_out);
-    for (; i + 4 <= n_in; i += 4) {
-        uint32_t quad; /* four zero pixels (most of an MNIST image): one test */
-        memcpy(&quad, x + i, 4);
-        if (quad == 0)
+    for (; i + 8 <= n_in; i += 8) {
+        uint32_t q0, q1; /* eight zero pixels (most of an MNIST image): one test */
+        memcpy(&q0, x + i, 4);
+        memcpy(&q1, x + i + 4, 4);
+        if ((q0 | q1) == 0)
             continue;
 #if NN_USE_DSP
-        sum_x = __usada8(quad, 0u, sum_x);
+        sum_x = __usada8(q1, 0u, __usada8(q0, 0u, sum_x));
 #endif
-        uint32_t a = x[i], b = x[i + 1];
-        if (a | b)
-            PUSH_PAIR(i >> 1, (int32_t)(a | (b << 16)));
-        a = x[i + 2];
-        b = x[i + 3];
-        if (a | b)
-            PUSH_PAIR((i >> 1) + 1, (int32_t)(a | (b << 16)));
+        /* the pixel pair (b0, b1) of a half word -> lanes b0 | b1 << 16 */
+        if (q0 & 0xffffu)
+            PUSH_PAIR(i >> 1, (int32_t)((q0 & 0xffu) | ((q0 & 0xff00u) << 8)));
+        if (q0 >> 16)
+            PUSH_PAIR((i >> 1) + 1, (int32_t)(((q0 >> 16) & 0xffu) | ((q0 >> 24) << 16)));
+        if (q1 & 0xffffu)
+            PUSH_PAIR((i >> 1) + 2, (int32_t)((q1 & 0xffu) | ((q1 & 0xff00u) << 8)));
+        if (q1 >> 16)
+            PUSH_PAIR((i >> 1) + 3, (int32_t)(((q1 >> 16) & 0xffu) | ((q1 >> 24) << 16)));
     }
     for (; i + 1 < n_in; i += 2) {
         const uint32_t a = x[i], b = x[i + 1];
