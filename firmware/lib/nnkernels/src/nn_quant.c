@@ -17,6 +17,20 @@ void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const 
         nn_requant_ch_s8_ref(acc, y, n_ch, inner, mult, shift, zp, lo, hi);
         return;
     }
+#if NN_USE_DSP
+    if (inner == 1 && lo == -128 && hi == 127) { /* dense, no clamp but the int8 range: SSAT alone */
+        for (int c = 0; c < n_ch; c++) {
+            const int s = shift[c];
+            if (s >= 33) {
+                const int32_t h = (int32_t)(((int64_t)acc[c] * mult[c]) >> 32);
+                y[c] = (int8_t)__ssat((((h >> (s - 33)) + 1) >> 1) + zp, 8); /* = requant_hi */
+            } else {
+                y[c] = requant_s8(acc[c], mult[c], s, zp, lo, hi);
+            }
+        }
+        return;
+    }
+#endif
     if (inner == 1) { /* dense layers: one output per channel */
         for (int c = 0; c < n_ch; c++) {
             const int s = shift[c];
