@@ -19,7 +19,9 @@ from mnist_mcu import protocol as P
 from mnist_mcu.paths import ROOT
 
 FW = ROOT / "firmware"
-ALL_ENVS = firmware.list_envs()
+# every app env; a test-only env (test_build_src: `pio test` builds its firmware from firmware/test/,
+# it has no main of its own) is covered by tests/test_native_kernels.py
+ALL_ENVS = [e for e in firmware.list_envs() if not firmware.get_env(e).options.get("test_build_src")]
 RAM_BUDGET_ENVS = ["qemu_f405_f32", "qemu_f405_int8"]
 RAM_BUDGET = 8 * 1024  # static RAM (.data + .bss) + heap peak + stack high-water mark
 MAX_F4_STACK = 8 * 1024  # reserved stack on the STM32F4 boards: enough, not the bulk of "RAM:"
