@@ -21,7 +21,7 @@ static inline void mac_2pairs_x4(const uint32_t *w0, const uint32_t *w1, int32_t
         return;
 #if NN_USE_DSP
     /* 4 accumulators by LDM/STM (pinned to r8-r11: a register list must ascend), the
-     * weights of each pair by LDRD: 18 instructions per 16 MACs, 8 outputs per loop;
+     * weights of each pair by LDRD: 16 instructions per 16 MACs + the loop's 2 per 16 outputs;
      * a0/a2 take the raw words (even outputs, fixed up by fix_even) */
     register int32_t a0 __asm__("r8"), a1 __asm__("r9"), a2 __asm__("r10"), a3 __asm__("r11");
     uint32_t p, q, t;
@@ -36,15 +36,21 @@ static inline void mac_2pairs_x4(const uint32_t *w0, const uint32_t *w1, int32_t
 #define QUAD                                                                                                 \
     "ldm    %[acc], {%[a0], %[a1], %[a2], %[a3]}\n\t" PAIR4("w0", "v0")                                      \
         PAIR4("w1", "v1") "stm    %[acc]!, {%[a0], %[a1], %[a2], %[a3]}\n\t"
-    int n2 = nq >> 1;
-    if (n2)
+    int n4 = nq >> 2; /* 16 outputs per loop; then 8 and 4 without a loop */
+    if (n4)
         __asm__ volatile(
-            "1:\n\t" QUAD QUAD "subs   %[n], %[n], #1\n\t"
+            "1:\n\t" QUAD QUAD QUAD QUAD "subs   %[n], %[n], #1\n\t"
             "bne    1b\n\t"
-            : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [n] "+r"(n2), [a0] "=&r"(a0), [a1] "=&r"(a1),
+            : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [n] "+r"(n4), [a0] "=&r"(a0), [a1] "=&r"(a1),
               [a2] "=&r"(a2), [a3] "=&r"(a3), [p] "=&r"(p), [q] "=&r"(q), [t] "=&r"(t)
             : [v0] "r"(v0), [v1] "r"(v1)
             : "cc", "memory");
+    if (nq & 2)
+        __asm__ volatile(QUAD QUAD
+                         : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [a0] "=&r"(a0), [a1] "=&r"(a1),
+                           [a2] "=&r"(a2), [a3] "=&r"(a3), [p] "=&r"(p), [q] "=&r"(q), [t] "=&r"(t)
+                         : [v0] "r"(v0), [v1] "r"(v1)
+                         : "memory");
     if (nq & 1)
         __asm__ volatile(QUAD
                          : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [a0] "=&r"(a0), [a1] "=&r"(a1),
