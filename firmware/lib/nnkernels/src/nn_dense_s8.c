@@ -110,10 +110,13 @@ static void init_acc(const int32_t *bias, int32_t *acc, int n_out)
 {
     int o = 0;
 #if NN_USE_DSP
-    for (; o < (n_out & ~3); o += 2) {
-        acc[o] = (int32_t)((uint32_t)bias[o] + ((uint32_t)bias[o + 1] << 8));
-        acc[o + 1] = bias[o + 1];
+    o = n_out & ~3;
+    for (const int32_t *b = bias, *end = bias + o; b < end; b += 2, acc += 2) { /* LDRD/STRD */
+        const uint32_t b0 = (uint32_t)b[0], b1 = (uint32_t)b[1];
+        acc[0] = (int32_t)(b0 + (b1 << 8));
+        acc[1] = (int32_t)b1;
     }
+    acc -= o;
 #endif
     for (; o < n_out; o++)
         acc[o] = bias[o];
@@ -123,8 +126,8 @@ static void fix_even(int32_t *acc, int n_out, uint32_t sum_x)
 {
 #if NN_USE_DSP
     const uint32_t off = sum_x << 7;
-    for (int o = 0; o < (n_out & ~3); o += 2)
-        acc[o] = (int32_t)((uint32_t)acc[o] - ((uint32_t)acc[o + 1] << 8) - off);
+    for (int32_t *end = acc + (n_out & ~3); acc < end; acc += 2)
+        acc[0] = (int32_t)((uint32_t)acc[0] - ((uint32_t)acc[1] << 8) - off);
 #else
     (void)acc, (void)n_out, (void)sum_x;
 #endif
