@@ -97,7 +97,9 @@ def check_report():
         if r["dtype"] == "int8":
             assert r["agreement"] == 1.0, r["disagreements"]
             assert r["max_abs_diff"] == 0.0 and r["rmse"] == 0.0
-            assert abs(r["accuracy"] - r["float_accuracy"]) <= 0.003
+            # within 0.1 points of the float model on the full set (issue 10); on a subset one or
+            # two flipped images already move accuracy by more, so allow two
+            assert abs(r["accuracy"] - r["float_accuracy"]) <= max(0.001, 2 / images) + 1e-9
             # int8 moves the outputs a little away from the float model's, not a lot
             assert 0 < r["float_l2r"] < 0.05 and r["float_cosine"] > 0.999, (r["float_l2r"], r["float_cosine"])
             assert r["float_agreement"] >= 0.995
