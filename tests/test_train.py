@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,12 @@ def test_cnn_smoke_training_runs_augmentation_and_exports(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
-def test_smoke_training_learns_and_exports(tmp_path):
+def test_smoke_training_learns_and_exports(tmp_path, capsys):
     metrics = train.run_training("mlp", epochs=2, batch_size=100, lr=1e-3, seed=0, data_dir=MNIST,
                                  out_dir=tmp_path, limit_train=3000)
+    # no bar when output is not a terminal: each epoch line says how long is left (CI logs)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
+    assert len(lines) == 2 and all(re.search(r"\d+ s, \d+ s left$", ln) for ln in lines), lines
     ep = metrics["epochs"]
     assert ep[1]["train_loss"] < ep[0]["train_loss"]
     assert ep[1]["test_accuracy"] > 0.80  # chance is 0.10

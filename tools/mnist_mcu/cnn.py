@@ -20,6 +20,7 @@ from torch import nn
 
 from .augment import AugmentConfig, augment, non_digits
 from .data import MEAN, STD
+from .evaluation.progress import eta
 from .errors import UserError
 
 DEFAULT_ARCH = "c12s2-c16s2-f64"  # chosen by measurement: README "The product CNN"
@@ -114,6 +115,7 @@ def train(train_img, train_lbl, test_img, test_lbl, epochs, batch_size, lr, seed
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.2)
     history = []
+    t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
         model.train()
         order = torch.randperm(len(xtr), generator=gen)
@@ -136,7 +138,8 @@ def train(train_img, train_lbl, test_img, test_lbl, epochs, batch_size, lr, seed
         history.append({"epoch": epoch, "train_loss": total_loss / len(xtr),
                         "train_accuracy": correct / len(xtr), "test_accuracy": test_acc})
         click.echo(f"epoch {epoch:2d}: loss {history[-1]['train_loss']:.4f}  "
-                   f"train(aug) {history[-1]['train_accuracy']:.4f}  test {test_acc:.4f}")
+                   f"train(aug) {history[-1]['train_accuracy']:.4f}  test {test_acc:.4f}  "
+                   f"{eta(t0, epoch, epochs)}")
     p_held = _max_prob(model, _norm(xho)).numpy()
     thr = calibrate_reject(p_held)
     p_test = _max_prob(model, xte).numpy()

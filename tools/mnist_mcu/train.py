@@ -17,6 +17,7 @@ import numpy as np
 
 from .data import MEAN, STD, load_mnist, normalise
 from .errors import UserError
+from .evaluation.progress import eta
 from .paths import MODEL_DIR
 
 PARITY_TOL = 1e-5
@@ -127,7 +128,8 @@ def train_model(kind="mlp", epochs=10, batch_size=100, lr=1e-3, seed=3, data_dir
         history.append({"epoch": epoch, "train_loss": total_loss / len(xtr),
                         "train_accuracy": correct / len(xtr), "test_accuracy": test_acc})
         click.echo(f"epoch {epoch:2d}: loss {history[-1]['train_loss']:.4f}  "
-                   f"train {history[-1]['train_accuracy']:.4f}  test {test_acc:.4f}")
+                   f"train {history[-1]['train_accuracy']:.4f}  test {test_acc:.4f}  "
+                   f"{eta(start, epoch, epochs)}")  # progress in CI logs, where no bar is drawn
     seconds = time.perf_counter() - start
     metrics = {
         "model": kind,

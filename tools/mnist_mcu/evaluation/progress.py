@@ -50,3 +50,9 @@ class Progress:
     def close(self):
         if self._bar is not None:
             self._bar.close()
+
+
+def eta(start: float, done: int, total: int) -> str:
+    """'12 s, 34 s left' after `done` of `total` steps begun at time.perf_counter() `start`."""
+    elapsed = time.perf_counter() - start
+    return f"{elapsed:.0f} s, {elapsed / max(done, 1) * (total - done):.0f} s left"
