@@ -25,7 +25,7 @@ from .evaluation.session import (
     run_qemu,
     stream_to_ports,
 )
-from .paths import MODEL_DIR, REPORTS_DIR, ROOT
+from .paths import MODEL_DIR, REPORTS_DIR, shown
 from .perturb import FAMILIES, perturb
 from .reject import reject_report, reject_threshold
 
@@ -69,15 +69,8 @@ def device_scores(env_name: str, sets: dict[str, np.ndarray], labels: np.ndarray
     out = {}
     for i, fam in enumerate(sets):
         out[fam] = _accuracy(run.outputs[i * n:(i + 1) * n], labels)
-    return {"model_onnx": _rel(env.model_onnx), "images": n, "accuracy": out, "min_accuracy": min(out.values()),
+    return {"model_onnx": shown(env.model_onnx), "images": n, "accuracy": out, "min_accuracy": min(out.values()),
             "wall_seconds": round(run.wall_seconds, 1)}
-
-
-def _rel(p: Path) -> str:
-    try:
-        return str(Path(p).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(p)
 
 
 def plot(report: dict, path: Path) -> None:
@@ -120,10 +113,10 @@ def robustness(models=DEFAULT_MODELS, envs=DEFAULT_ENVS, limit=None, seed=0, out
               "host": {}, "device": {}}
     for m in models:
         acc = host_scores(Path(m), sets, labels)
-        report["host"][_rel(m)] = {"accuracy": acc, "min_accuracy": min(acc.values())}
+        report["host"][shown(m)] = {"accuracy": acc, "min_accuracy": min(acc.values())}
         meta = Path(m).with_suffix(".json")
         if meta.is_file() and "reject_threshold" in json.loads(meta.read_text()):
-            report.setdefault("reject", {})[_rel(m)] = reject_report(
+            report.setdefault("reject", {})[shown(m)] = reject_report(
                 Path(m), reject_threshold(meta), pixels, labels, seed=seed)
     k = min(device_limit or len(labels), len(labels))  # the device runs the first k of every family
     for e in envs:
@@ -136,7 +129,7 @@ def robustness(models=DEFAULT_MODELS, envs=DEFAULT_ENVS, limit=None, seed=0, out
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / "robustness.png"
     plot(report, png)
-    report["plot"] = _rel(png)
+    report["plot"] = shown(png)
     tmp = out_dir / "robustness.json.tmp"
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(tmp, out_dir / "robustness.json")

@@ -7,15 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import protocol as P
-from ..paths import ROOT
+from ..paths import shown
 from ..reports import confusion_matrix, write_json
-
-
-def rel(p: Path) -> str:
-    try:
-        return str(Path(p).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(p)
 
 
 def build(env, target: str, port: str | None, run, labels, metrics: dict, window: int, sizes: dict,
@@ -76,10 +69,10 @@ def write_plots(report: dict, json_path: Path, pixels, labels, run, ref) -> dict
     wrong = np.flatnonzero((run.classes != labels) | (run.classes != host_cls))
     plot_misclassified(pixels, labels, run.classes, wrong, paths["misclassified_png"], title,
                        device_out=run.outputs, host_out=ref.host, host_name=ref.host_name)
-    out = {"confusion_png": rel(paths["confusion_png"]), "misclassified_png": rel(paths["misclassified_png"])}
+    out = {"confusion_png": shown(paths["confusion_png"]), "misclassified_png": shown(paths["misclassified_png"])}
     if "instructions_per_inference" in report or "cycles_per_inference" in report:
         plot_ticks(run.ticks, run.info, report, paths["ticks_png"], title)
-        out["ticks_png"] = rel(paths["ticks_png"])
+        out["ticks_png"] = shown(paths["ticks_png"])
     return out
 
 

@@ -55,18 +55,11 @@ def calibration_pixels(data_dir, n):
 
 
 def _command(onnx_path, out_dir, dtype, calib_images):
-    from ..paths import GENERATED_DIR, ROOT
+    from ..paths import GENERATED_DIR, shown
 
-    def rel(p):
-        p = Path(p).resolve()
-        try:
-            return str(p.relative_to(ROOT))
-        except ValueError:
-            return str(p)
-
-    cmd = f"mnist-mcu compile {shlex.quote(rel(onnx_path))} --backend native --dtype {dtype}"
+    cmd = f"mnist-mcu compile {shlex.quote(shown(onnx_path))} --backend native --dtype {dtype}"
     if Path(out_dir).resolve() != (GENERATED_DIR / f"native_{dtype}").resolve():
-        cmd += f" --out {shlex.quote(rel(out_dir))}"
+        cmd += f" --out {shlex.quote(shown(out_dir))}"
     if dtype == "int8":
         cmd += f" --calib-images {calib_images}"
     return cmd

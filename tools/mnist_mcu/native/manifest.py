@@ -8,19 +8,11 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..paths import shown
 from .ops._int8 import LayerQ
 from .ops.internal import LutQ
 from .passes import alias_root
 
-
-def _rel(path: Path) -> str:
-    from ..paths import ROOT
-
-    p = Path(path).resolve()
-    try:
-        return p.relative_to(ROOT).as_posix()
-    except ValueError:
-        return str(p)
 
 
 def _fused_onnx_nodes(graph, node) -> list[str]:
@@ -31,7 +23,7 @@ def model_json(graph, dtype: str, onnx_path) -> str:
     onnx_path = Path(onnx_path)
     info = {
         "backend": "native", "dtype": dtype, "name": graph.name,
-        "onnx": _rel(onnx_path), "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "onnx": shown(onnx_path), "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
         "input": {"name": graph.input, "shape": list(graph.tensors[graph.input].shape),
                   "scale": graph.scale, "mean": graph.mean, "std": graph.std},
         "output_size": graph.tensors[graph.output].size,
