@@ -232,6 +232,36 @@ def test_infer_reply_round_trip():
         P.parse_infer_reply(P.pack_infer_reply(7, out, 1)[:-1])
 
 
+def _layer(**kw):
+    base = dict(index=1, count=3, runs=500, kept=True, last=4321, total=2_000_000, max=5000, macs=78_400,
+                op="Gemm+Relu", name="/0/0.1/Gemm")
+    return P.LayerProfile(**{**base, **kw})
+
+
+def test_profile_reply_round_trip():
+    for layer in (_layer(), _layer(kept=False, total=0, max=0), _layer(name="", op="x" * 32),
+                  _layer(total=2**40 + 7)):   # the sum is 64-bit: a board's cycles overflow 32
+        assert P.parse_profile_reply(P.pack_profile_reply(layer)) == layer
+    past = P.LayerProfile(index=3, count=3, runs=9)
+    assert P.pack_profile_reply(past) == bytes((3, 3, 9, 0, 0, 0))
+    assert P.parse_profile_reply(P.pack_profile_reply(past)) == past
+
+
+@pytest.mark.parametrize("damage", ["cut header", "cut layer", "cut string", "trailing", "trailing past end"])
+def test_profile_reply_damage_is_named(damage):
+    good = P.pack_profile_reply(_layer())
+    bad = {"cut header": good[:5], "cut layer": good[:20], "cut string": good[:-1], "trailing": good + b"\0",
+           "trailing past end": bytes((3, 3, 9, 0, 0, 0, 1))}[damage]
+    with pytest.raises(P.ProtocolError, match="PROFILE reply"):
+        P.parse_profile_reply(bad)
+
+
+def test_profile_request_layout():
+    f = P.decode_frame(P.build_profile_request(9, 2, clear=True))
+    assert (f.type, f.seq, f.payload) == (P.PROFILE, 9, bytes((2, P.PROFILE_CLEAR)))
+    assert P.decode_frame(P.build_profile_request(9, 0)).payload == b"\0\0"
+
+
 def test_error_and_fault():
     assert P.parse_error(P.pack_error(4, 0x33)) == P.ErrorReply(4, 0x33)
     assert "unknown request type" in P.ErrorReply(4, 0x33).describe()

@@ -43,6 +43,11 @@ def test_quick_subset(build_env, env_name, mnist_dir, model_path, check_report, 
     assert (tmp_path / f"{env_name}_confusion.png").stat().st_size > 1000
     assert (tmp_path / f"{env_name}_misclassified.png").stat().st_size > 1000
     assert r["resends"] == 0 and r["stray_errors"] == 0
+    # the per-layer profile (issue 8): every layer counted every image, plotted next to the JSON
+    layers = on_disk["layers"]
+    assert layers and all(row["runs"] == QUICK and row["instructions_mean"] > 0 for row in layers)
+    assert sum(row["instructions_mean"] for row in layers) <= r["instructions_per_inference"]
+    assert (tmp_path / f"{env_name}_layers.png").stat().st_size > 1000
 
 
 NATIVE_BUDGETS = {
@@ -151,3 +156,44 @@ def test_serial_target_against_a_hand_started_qemu_reports_instructions(build_en
     assert "emulated instructions/inference" in out.stdout and "cycles" not in out.stdout, out.stdout
     r = json.loads((tmp_path / "s.json").read_text())
     assert r["target"] == "serial" and r["tick_unit"] == "emulated instructions" and "cycles_per_inference" not in r
+
+
+# the MAC-heavy layers each backend reports for the seed MLP and the CNN
+EXPECTED_MACS = {"qemu_an386_deepc": [78_400, 1_000], "qemu_f405_f32": [78_400, 1_000],
+                 "qemu_f405_int8": [78_400, 1_000], "qemu_f405_cnn_int8": [21_168, 84_672, 50_176, 640]}
+
+
+@pytest.mark.parametrize("env_name", QEMU_ENVS)
+def test_profile_per_layer_on_the_device(build_env, env_name, mnist_dir):
+    """PROFILE (protocol 3): the layers' ticks add up to the INFER reply's ticks, the
+    statistics count exactly the inferences since a clear, and a bad request is refused."""
+    from mnist_mcu.evaluate import load_test_set
+    from mnist_mcu.transport import DeviceErrorReply
+
+    env = build_env(env_name)
+    px, _ = load_test_set(mnist_dir, 25)
+    with Qemu(env.elf, env.qemu_machine, timeout=5) as q:
+        dev = q.device
+        dev.retries = 0
+        fresh = dev.profile()
+        assert [p.macs for p in fresh if p.macs] == EXPECTED_MACS[env_name]
+        assert all(p.runs == 0 and p.last == 0 and p.total == 0 and p.kept for p in fresh)
+        assert dev.infer(px[0]).ticks > 0
+        dev.profile(clear=True)
+        ticks = [dev.infer(img).ticks for img in px[1:]]
+        layers = dev.profile()
+        assert all(p.runs == len(ticks) and p.count == len(layers) for p in layers)
+        # the stamps sit inside the timed call: the layers cover all but the call overhead
+        last = sum(p.last for p in layers)
+        assert 0.97 * ticks[-1] <= last <= ticks[-1], (last, ticks[-1])
+        total = sum(p.total for p in layers)
+        assert 0.97 * sum(ticks) <= total <= sum(ticks), (total, sum(ticks))
+        assert all(p.max * p.runs >= p.total for p in layers)
+        heavy = max(layers, key=lambda p: p.total)
+        assert heavy.macs == max(EXPECTED_MACS[env_name])
+        for bad in (b"", b"\x00", b"\x00\x00\x00"):
+            with pytest.raises(DeviceErrorReply) as err:
+                dev.request(P.PROFILE, bad)
+            assert (err.value.error.code, err.value.error.detail) == (P.ERR_BAD_PAYLOAD, 3)
+        dev.profile(clear=True)
+        assert all(p.runs == 0 and p.total == 0 and p.max == 0 for p in dev.profile())

@@ -50,6 +50,7 @@ class FakeDevice:
         self.delay = 0.0
         self.requests = 0
         self.inferences = []
+        self.profile_runs = 0     # inferences since the last PROFILE_CLEAR
         self.conn = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -106,9 +107,24 @@ class FakeDevice:
             except P.ProtocolError:
                 return P.ERROR, frame.seq, P.pack_error(P.ERR_BAD_PAYLOAD)
             self.inferences.append(px)
+            self.profile_runs += 1
             out = fake_outputs(px)
             return P.INFER_REPLY, frame.seq, P.pack_infer_reply(int(out.argmax()), out, 1234)
+        if frame.type == P.PROFILE:
+            return P.PROFILE_REPLY, frame.seq, self._profile(frame.payload)
         return P.ERROR, frame.seq, P.pack_error(P.ERR_UNKNOWN_TYPE, frame.type)
+
+    def _profile(self, payload):
+        """Two layers: 1000 and 200 ticks per inference, the second's max 250."""
+        index, flags = payload
+        runs = self.profile_runs
+        if flags & P.PROFILE_CLEAR:
+            self.profile_runs = 0
+        if index >= 2:
+            return P.pack_profile_reply(P.LayerProfile(index, 2, runs))
+        last, mx, macs = ((1000, 1000, 7840), (200, 250, 0))[index]
+        return P.pack_profile_reply(P.LayerProfile(index, 2, runs, True, last, last * runs, mx, macs,
+                                                   "Gemm" if macs else "Softmax", f"layer{index}"))
 
     def close(self):
         for s in (self.conn, self.srv):
@@ -286,6 +302,7 @@ def test_stream_to_ports_shards_the_images_over_every_device():
 
     fakes = [FakeDevice(), FakeDevice()]
     fakes[1].delay = 0.002  # a slower device simply takes fewer images
+    fakes[0].profile_runs = 50  # images it ran before: the profile must not count them
     try:
         images = np.stack([np.full(784, i % 250, np.uint8) for i in range(120)])
         run = stream_to_ports([f.url for f in fakes], images, StreamOptions(window=2, timeout=5, progress=False))
@@ -297,3 +314,6 @@ def test_stream_to_ports_shards_the_images_over_every_device():
     served = [len(f.inferences) for f in fakes]
     assert sum(served) == 120 and min(served) > 0, served
     assert run.bytes_sent > 0 and run.bytes_received > 0
+    # the per-layer profile: cleared before the run, summed over both devices after it
+    assert [(r["name"], r["runs"], r["mean_ticks"], r["max_ticks"], r["macs"]) for r in run.layers] == [
+        ("layer0", 120, 1000.0, 1000, 7840), ("layer1", 120, 200.0, 250, 0)]

@@ -16,6 +16,9 @@
 #ifndef APP_MAX_OUTPUTS
 #define APP_MAX_OUTPUTS 32u
 #endif
+#ifndef APP_MAX_LAYERS
+#define APP_MAX_LAYERS 8u /* layers with running statistics (PROFILE); later ones report the last run only */
+#endif
 #define MAX_STR 32u /* INFO strings are cut to this many bytes */
 #define DETAIL_MODEL_TOO_BIG 0xFFu
 
@@ -31,7 +34,9 @@
 #define APP_TICK_UNIT TICK_EMULATED
 #endif
 #define INFER_MAX (1u + 1u + 4u * APP_MAX_OUTPUTS + 4u)
-#define REPLY_MAX (INFO_MAX > INFER_MAX ? INFO_MAX : INFER_MAX)
+#define PROFILE_MAX (1u + 1u + 4u + 1u + 4u + 8u + 4u + 4u + 2u * (1u + MAX_STR))
+#define MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define REPLY_MAX MAX2(MAX2(INFO_MAX, INFER_MAX), PROFILE_MAX)
 
 _Static_assert(1u + APP_MAX_INPUT <= BODY_MAX - BODY_OVERHEAD, "a raw image must fit in one frame");
 _Static_assert(APP_MAX_OUTPUTS <= 255u, "the INFER reply counts outputs in a u8");
@@ -41,6 +46,11 @@ static uint8_t pixels[APP_MAX_INPUT];
 static float outputs[APP_MAX_OUTPUTS];
 static uint8_t reply[REPLY_MAX]; /* payload only: link_send streams the frame */
 static int init_rc;
+
+/* Per-layer statistics over the successful inferences since reset (or PROFILE_CLEAR). */
+static uint32_t profile_runs;
+static uint64_t layer_sum[APP_MAX_LAYERS];
+static uint32_t layer_max[APP_MAX_LAYERS];
 
 /* Little-endian writer over the reply buffer. */
 typedef struct {
@@ -58,6 +68,12 @@ static void put_u32(writer_t *w, uint32_t v)
 {
     put_u16(w, (uint16_t)v);
     put_u16(w, (uint16_t)(v >> 16));
+}
+
+static void put_u64(writer_t *w, uint64_t v)
+{
+    put_u32(w, (uint32_t)v);
+    put_u32(w, (uint32_t)(v >> 32));
 }
 
 static void put_f32(writer_t *w, float v)
@@ -111,6 +127,57 @@ static uint8_t argmax(const float *v, size_t n)
     return (uint8_t)best;
 }
 
+/* Model library clock for the per-layer stamps (model.h). */
+uint32_t model_clock(void) { return bsp_ticks(); }
+
+static uint32_t layer_ticks(const uint32_t *stamps, uint16_t i) { return stamps[i + 1u] - stamps[i]; }
+
+/* Runs after the timed model_run, so it adds nothing to the ticks it measures. */
+static void profile_add(void)
+{
+    uint16_t count;
+    (void)model_layers(&count);
+    const uint32_t *stamps = model_layer_stamps();
+    for (uint16_t i = 0; i < count && i < APP_MAX_LAYERS; i++) {
+        uint32_t t = layer_ticks(stamps, i);
+        layer_sum[i] += t;
+        if (t > layer_max[i])
+            layer_max[i] = t;
+    }
+    profile_runs++;
+}
+
+static void handle_profile(const frame_t *f)
+{
+    if (f->len != 2) {
+        link_send_error(f->seq, ERR_BAD_PAYLOAD, DETAIL_BAD_LENGTH);
+        return;
+    }
+    uint16_t count;
+    const model_layer_t *layers = model_layers(&count);
+    uint8_t index = f->payload[0];
+    writer_t w = {reply, 0};
+    put_u8(&w, (uint8_t)(count > 255u ? 255u : count));
+    put_u8(&w, index);
+    put_u32(&w, profile_runs);
+    if (index < count) {
+        int kept = index < APP_MAX_LAYERS;
+        put_u8(&w, (uint8_t)kept);
+        put_u32(&w, layer_ticks(model_layer_stamps(), index)); /* 0 before the first run */
+        put_u64(&w, kept ? layer_sum[index] : 0u);
+        put_u32(&w, kept ? layer_max[index] : 0u);
+        put_u32(&w, layers[index].macs);
+        put_str(&w, layers[index].op);
+        put_str(&w, layers[index].name);
+    }
+    if (f->payload[1] & PROFILE_CLEAR) {
+        profile_runs = 0;
+        memset(layer_sum, 0, sizeof layer_sum);
+        memset(layer_max, 0, sizeof layer_max);
+    }
+    link_send(MSG_PROFILE | MSG_REPLY, f->seq, reply, w.n);
+}
+
 static void handle_infer(const frame_t *f)
 {
     const model_info_t *m = model_info();
@@ -138,6 +205,7 @@ static void handle_infer(const frame_t *f)
         link_send_error(f->seq, ERR_MODEL, (uint8_t)rc);
         return;
     }
+    profile_add();
     writer_t w = {reply, 0};
     put_u8(&w, argmax(outputs, m->output_size));
     put_u8(&w, (uint8_t)m->output_size);
@@ -158,6 +226,9 @@ void handle_frame(const frame_t *f)
         break;
     case MSG_INFER:
         handle_infer(f);
+        break;
+    case MSG_PROFILE:
+        handle_profile(f);
         break;
     default:
         link_send_error(f->seq, ERR_UNKNOWN_TYPE, f->type);

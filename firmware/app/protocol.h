@@ -1,8 +1,8 @@
-/* Constants of the serial protocol, version 2 (docs/protocol.md). */
+/* Constants of the serial protocol, version 3 (docs/protocol.md). */
 #ifndef PROTOCOL_H
 #define PROTOCOL_H
 
-#define PROTOCOL_VERSION 2u /* 2: INFO ends with tick_unit */
+#define PROTOCOL_VERSION 3u /* 2: INFO ends with tick_unit; 3: PROFILE */
 
 #define BODY_MAX 1024u   /* type + seq + payload + crc */
 #define BODY_OVERHEAD 4u /* type, seq, crc16 */
@@ -10,6 +10,7 @@
 enum msg_type {
     MSG_INFO = 0x01,
     MSG_INFER = 0x02,
+    MSG_PROFILE = 0x03, /* per-layer ticks of the last inference and since reset */
     MSG_FAULT = 0x7E,
     MSG_ERROR = 0x7F,
     MSG_REPLY = 0x80, /* reply type = request type | MSG_REPLY */
@@ -36,6 +37,9 @@ enum err_detail {
 };
 
 /* What the INFER reply's ticks count (INFO's last byte). */
+/* PROFILE request flags. */
+#define PROFILE_CLEAR 0x01u /* zero the per-layer statistics after answering */
+
 enum tick_unit {
     TICK_CYCLES = 1,   /* CPU cycles of a real core (DWT cycle counter) */
     TICK_EMULATED = 2, /* an emulator's virtual clock (SysTick): instructions under QEMU -icount */

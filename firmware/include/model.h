@@ -27,6 +27,21 @@ int model_init(void);
  * Returns 0 on success. */
 int model_run(const uint8_t *pixels, float *outputs);
 
+/* Per-layer profile. A library calls model_clock() (supplied by the application: the
+ * board's tick counter) before its first layer and after every layer of model_run, so
+ * layer i of the last run took stamps[i + 1] - stamps[i] ticks. */
+typedef struct {
+    const char *name; /* the ONNX node's name */
+    const char *op;   /* operator, e.g. "Gemm+Relu" */
+    uint32_t macs;    /* multiply-accumulates per inference (0 for elementwise work) */
+} model_layer_t;
+
+uint32_t model_clock(void);
+
+/* The layer table (count entries) and the count + 1 stamps of the last model_run. */
+const model_layer_t *model_layers(uint16_t *count);
+const uint32_t *model_layer_stamps(void);
+
 #ifdef __cplusplus
 }
 #endif

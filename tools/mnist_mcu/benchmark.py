@@ -11,8 +11,10 @@ from pathlib import Path
 import click
 
 from . import firmware as fw
+from . import targets
 from .errors import UserError
 from .evaluate import DEFAULT_JOBS, EvalOptions, evaluate
+from .evaluation.report import layer_lines
 from .outdir import output_file_option
 from .paths import REPORTS_DIR
 from .reports import Column, fmt_bytes, plot_benchmark, table, write_json
@@ -82,6 +84,7 @@ def benchmark(envs=None, limit=None, json_path=None, data_dir=None, model=None, 
     chart = json_path.with_suffix(".png")
     plot_benchmark(slim, chart, f"mnist-mcu benchmark: {slim[0]['images'] if slim else 0} test images per env")
     result["chart_png"] = str(chart)
+    result["targets"] = targets.check(result)
     write_json(json_path, result)
     result["json"] = str(json_path)
     result["table"] = table(slim, COLUMNS)
@@ -105,6 +108,11 @@ def cli(envs, limit, json_path, data_dir, model, jobs, no_build):
     names = [n.strip() for item in envs for n in item.split(",") if n.strip()]
     res = benchmark(names or None, limit, json_path, data_dir, model, jobs, not no_build)
     click.echo(res["table"])
+    for r in res["envs"]:
+        if r.get("layers"):
+            click.echo(f"{r['env']}:")
+            click.echo("\n".join(layer_lines(r["layers"])))
+    click.echo(targets.render(res["targets"], min((r["images"] for r in res["envs"]), default=0)))
     click.echo(f"total {res['total_seconds']:.1f} s; wrote {res['json']} and {res['chart_png']}; "
                f"`mnist-mcu report` makes reports/index.html")
     for r in sorted(res["envs"], key=lambda r: r["backend"] == "deepc"):  # deepC last: the user's compiler

@@ -1,4 +1,4 @@
-"""Serial protocol version 2 (docs/protocol.md): framing, messages, image encodings.
+"""Serial protocol version 3 (docs/protocol.md): framing, messages, image encodings.
 
 wire  := COBS(body) 0x00
 body  := type:u8 seq:u8 payload crc:u16le   (CRC-16/CCITT-FALSE over type, seq, payload)
@@ -14,15 +14,18 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 2  # 2: INFO says what its ticks count (tick_unit)
+VERSION = 3  # 2: INFO says what its ticks count (tick_unit); 3: PROFILE (per-layer ticks)
 MAX_BODY = 1024
 
 # Message types
 INFO = 0x01
 INFER = 0x02
+PROFILE = 0x03
 REPLY_BIT = 0x80
 INFO_REPLY = INFO | REPLY_BIT
 INFER_REPLY = INFER | REPLY_BIT
+PROFILE_REPLY = PROFILE | REPLY_BIT
+PROFILE_CLEAR = 0x01  # PROFILE request flag: zero the statistics after answering
 ERROR = 0x7F
 FAULT = 0x7E
 
@@ -469,6 +472,65 @@ def parse_infer_reply(payload: bytes) -> InferResult:
     outputs = np.frombuffer(payload, dtype="<f4", count=n, offset=2).astype(np.float32)
     ticks = struct.unpack_from("<I", payload, 2 + 4 * n)[0]
     return InferResult(cls, outputs, ticks)
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """One layer's line of a PROFILE reply: ticks of the last inference, and the sum and
+    maximum over the `runs` inferences since reset (kept = False: the firmware keeps no
+    statistics for this layer, only the last run)."""
+    index: int
+    count: int
+    runs: int
+    kept: bool = False
+    last: int = 0
+    total: int = 0
+    max: int = 0
+    macs: int = 0
+    op: str = ""
+    name: str = ""
+
+
+_PROFILE_HEAD = struct.Struct("<BBI")
+_PROFILE_LAYER = struct.Struct("<BIQII")
+
+
+def build_profile_request(seq: int, index: int, clear: bool = False) -> bytes:
+    return encode_frame(PROFILE, seq, bytes((index, PROFILE_CLEAR if clear else 0)))
+
+
+def pack_profile_reply(p: LayerProfile) -> bytes:
+    out = bytearray(_PROFILE_HEAD.pack(p.count, p.index, p.runs))
+    if p.index < p.count:
+        out += _PROFILE_LAYER.pack(int(p.kept), p.last, p.total, p.max, p.macs)
+        for text in (p.op, p.name):
+            b = text.encode()[:32]
+            out += bytes((len(b),)) + b
+    return bytes(out)
+
+
+def parse_profile_reply(payload: bytes) -> LayerProfile:
+    if len(payload) < _PROFILE_HEAD.size:
+        raise ProtocolError(f"PROFILE reply of {len(payload)} bytes is too short")
+    count, index, runs = _PROFILE_HEAD.unpack_from(payload)
+    if index >= count:
+        if len(payload) != _PROFILE_HEAD.size:
+            raise ProtocolError(f"PROFILE reply past the last layer has {len(payload) - _PROFILE_HEAD.size} "
+                                "extra bytes")
+        return LayerProfile(index, count, runs)
+    pos = _PROFILE_HEAD.size + _PROFILE_LAYER.size
+    if len(payload) < pos:
+        raise ProtocolError(f"PROFILE reply of {len(payload)} bytes is too short for a layer")
+    kept, last, total, mx, macs = _PROFILE_LAYER.unpack_from(payload, _PROFILE_HEAD.size)
+    strings = []
+    for what in ("op", "name"):
+        if pos >= len(payload) or pos + 1 + payload[pos] > len(payload):
+            raise ProtocolError(f"PROFILE reply: the {what} string runs past the end")
+        strings.append(payload[pos + 1:pos + 1 + payload[pos]].decode("utf-8", "replace"))
+        pos += 1 + payload[pos]
+    if pos != len(payload):
+        raise ProtocolError(f"PROFILE reply: {len(payload) - pos} trailing bytes")
+    return LayerProfile(index, count, runs, bool(kept), last, total, mx, macs, strings[0], strings[1])
 
 
 def pack_error(code: int, detail: int = 0) -> bytes:

@@ -81,6 +81,11 @@ def build_page(bench: dict, folder: Path) -> str:
     parts.append("</table>")
     parts.append(f"<pre>{html.escape(table(envs, COLUMNS))}</pre>")
     parts.append(_img(_resolve(bench.get("chart_png"), folder) or folder / "benchmark.png", "benchmark chart"))
+    if bench.get("targets"):
+        from .targets import render
+
+        images = min((r.get("images", 0) for r in envs), default=0)
+        parts.append(f"<h2>Targets</h2><pre>{html.escape(render(bench['targets'], images))}</pre>")
     for r in envs:
         full_path = folder / f"{r['env']}.json"
         full = json.loads(full_path.read_text()) if full_path.is_file() else r
@@ -95,7 +100,7 @@ def build_page(bench: dict, folder: Path) -> str:
         except KeyError:
             pass
         for key, alt in (("confusion_png", "confusion matrix"), ("misclassified_png", "misclassified digits"),
-                         ("ticks_png", "instructions per inference")):
+                         ("ticks_png", "instructions per inference"), ("layers_png", "per-layer profile")):
             parts.append(_img(_resolve(full.get(key), folder) or folder / f"{r['env']}_{key[:-4]}.png", alt))
     out = out_dir()
     curves = [p for base in ((out / "model") if out else None, MODEL_DIR) if base

@@ -132,6 +132,39 @@ def plot_ticks(ticks, info, report: dict, path: Path, title: str):
     plt.close(fig)
 
 
+def layer_unit(layers: list[dict]) -> str:
+    """'instructions' (emulator) or 'cycles' (board): the unit of a report's per-layer rows."""
+    return "cycles" if layers and "cycles_mean" in layers[0] else "instructions"
+
+
+def plot_layers(layers: list[dict], path: Path, title: str):
+    """Bar chart of the per-layer profile: mean instructions (or cycles) per layer, with the
+    max as a thin whisker and the work per MAC written next to each bar."""
+    plt = _plt()
+    unit = layer_unit(layers)
+    names = [f"{r['op']}  {r['name']}" for r in layers]
+    mean = np.array([r[f"{unit}_mean"] or 0.0 for r in layers])
+    top = np.array([r[f"{unit}_max"] or 0.0 for r in layers])
+    fig, ax = plt.subplots(figsize=(7.2, 0.45 * len(layers) + 1.4), dpi=110)
+    y = np.arange(len(layers))[::-1]
+    ax.barh(y, mean, color="#4878a8", label="mean")
+    ax.errorbar(top, y, xerr=np.c_[top - mean, np.zeros_like(top)].T, fmt="none", ecolor="#c44e52", capsize=3,
+                label="max")
+    for yi, r, m, t in zip(y, layers, mean, top):
+        per = r.get(f"{unit}_per_mac")
+        note = f"  {m:,.0f}" + (f"  ({per:.2f}/MAC, {r['macs']:,} MACs)" if per else "")
+        ax.text(max(m, t), yi, note, va="center", fontsize=7)
+    ax.set_yticks(y)
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_xlabel(f"{unit} per inference (mean; whisker to the max)")
+    ax.set_xlim(0, max(float(top.max(initial=0.0)), 1.0) * 1.45)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def fmt_bytes(n) -> str:
     if n is None:
         return "-"

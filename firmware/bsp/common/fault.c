@@ -21,8 +21,8 @@
 void Fault_Handler(void) __attribute__((naked));
 void fault_report(const uint32_t *frame) __attribute__((used, noreturn));
 
-static uint32_t fault_stack[128] __attribute__((aligned(8)));
-uint32_t *const fault_stack_top = fault_stack + 128;
+static uint32_t fault_stack[64] __attribute__((aligned(8)));
+uint32_t *const fault_stack_top = fault_stack + 64;
 
 /* Hands the stacked exception frame (r0-r3, r12, lr, pc, xpsr) to C, on the fault stack. */
 void Fault_Handler(void)

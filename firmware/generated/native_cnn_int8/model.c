@@ -1585,21 +1585,49 @@ int model_init(void)
     return 0;
 }
 
+static uint32_t nn_stamps[7];
+static const model_layer_t nn_layers[6] = {
+    {"input_normalisation", "InputLUT", 0u},
+    {"/0/0.0/Conv", "Conv+Relu", 21168u},
+    {"/0/0.2/Conv", "Conv+Relu", 84672u},
+    {"/0/0.5/Gemm", "Gemm+Relu", 50176u},
+    {"/0/0.7/Gemm", "Gemm", 640u},
+    {"/1/Softmax", "Softmax", 0u},
+};
+
+const model_layer_t *model_layers(uint16_t *count)
+{
+    *count = 6u;
+    return nn_layers;
+}
+
+const uint32_t *model_layer_stamps(void)
+{
+    return nn_stamps;
+}
+
 int model_run(const uint8_t *pixels, float *outputs)
 {
+    nn_stamps[0] = model_clock();
     /* 0: InputLUT 'input_normalisation' -> [1x1x28x28] */
     nn_lut_u8_s8(pixels, L0_lut, ((int8_t *)nn_buf0), 784);
+    nn_stamps[1] = model_clock();
     /* 1: Conv+Relu '/0/0.0/Conv' -> [1x12x14x14] */
     nn_conv2d_s8(((int8_t *)nn_buf0), -95, L1_w, L1_bq, 1, 28, 28, 12, 3, 3, 14, 14, 2, 2, 1, 1, L1_mult, L1_shift, -128, -128, 127, ((int8_t *)nn_buf1), 0, 0, 0);
+    nn_stamps[2] = model_clock();
     /* 2: Conv+Relu '/0/0.2/Conv' -> [1x16x7x7] */
     nn_conv2d_s8(((int8_t *)nn_buf1), -128, L2_w, L2_bq, 12, 14, 14, 16, 3, 3, 7, 7, 2, 2, 1, 1, L2_mult, L2_shift, -128, -128, 127, ((int8_t *)nn_buf0), 0, 0, 0);
+    nn_stamps[3] = model_clock();
     /* 4: Gemm+Relu '/0/0.5/Gemm' -> [1x64] */
     nn_dense_pairs_s8(((int8_t *)nn_buf0), -128, 784, L4_w, 32, L4_bq, ((int32_t *)nn_buf1), 64);
     nn_requant_ch_s8(((int32_t *)nn_buf1), ((int8_t *)nn_buf1), 64, 1, L4_mult, L4_shift, -128, -128, 127);
+    nn_stamps[4] = model_clock();
     /* 5: Gemm '/0/0.7/Gemm' -> [1x10] */
     nn_dense_pairs_s8(((int8_t *)nn_buf1), -128, 64, L5_w, 5, L5_bq, ((int32_t *)outputs), 10);
     nn_dequant_ch_f32(((int32_t *)outputs), outputs, 10, 1, L5_dq, 0);
+    nn_stamps[5] = model_clock();
     /* 6: Softmax '/1/Softmax' -> [1x10] */
     nn_softmax_f32(outputs, outputs, 1, 10);
+    nn_stamps[6] = model_clock();
     return 0;
 }

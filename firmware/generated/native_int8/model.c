@@ -2058,15 +2058,37 @@ int model_init(void)
     return 0;
 }
 
+static uint32_t nn_stamps[4];
+static const model_layer_t nn_layers[3] = {
+    {"/0/0.1/Gemm", "Gemm+Relu", 78400u},
+    {"/0/0.3/Gemm", "Gemm", 1000u},
+    {"/1/Softmax", "Softmax", 0u},
+};
+
+const model_layer_t *model_layers(uint16_t *count)
+{
+    *count = 3u;
+    return nn_layers;
+}
+
+const uint32_t *model_layer_stamps(void)
+{
+    return nn_stamps;
+}
+
 int model_run(const uint8_t *pixels, float *outputs)
 {
+    nn_stamps[0] = model_clock();
     /* 1: Gemm+Relu '/0/0.1/Gemm' -> [1x100] */
     nn_dense_pairs_u8(pixels, 784, L1_w, 50, L1_bq, ((int32_t *)nn_buf0), 100);
     nn_requant_ch_s8(((int32_t *)nn_buf0), ((int8_t *)nn_buf0), 100, 1, L1_mult, L1_shift, -128, -128, 127);
+    nn_stamps[1] = model_clock();
     /* 2: Gemm '/0/0.3/Gemm' -> [1x10] */
     nn_dense_pairs_s8(((int8_t *)nn_buf0), -128, 100, L2_w, 5, L2_bq, ((int32_t *)outputs), 10);
     nn_dequant_ch_f32(((int32_t *)outputs), outputs, 10, 1, L2_dq, 0);
+    nn_stamps[2] = model_clock();
     /* 3: Softmax '/1/Softmax' -> [1x10] */
     nn_softmax_f32(outputs, outputs, 1, 10);
+    nn_stamps[3] = model_clock();
     return 0;
 }

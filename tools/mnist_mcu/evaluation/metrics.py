@@ -63,6 +63,28 @@ def tick_figures(ticks: np.ndarray, info: P.Info, shift: int) -> dict:
     return m
 
 
+def layer_figures(layers: list[dict], info: P.Info, shift: int) -> list[dict]:
+    """The device's per-layer profile in the report's units: instructions under an emulator,
+    cycles on a board (mean and max over every inference of the run)."""
+    unit = "instructions" if info.tick_unit == P.TICK_EMULATED else "cycles"
+
+    def conv(ticks):
+        if ticks is None:
+            return None
+        if unit == "cycles":
+            return float(ticks)
+        return float(P.ticks_to_instructions(ticks, info.tick_hz, shift))
+
+    rows = []
+    for layer in layers:
+        mean = conv(layer["mean_ticks"])
+        rows.append({"name": layer["name"], "op": layer["op"], "macs": layer["macs"],
+                     f"{unit}_mean": mean, f"{unit}_max": conv(layer["max_ticks"]),
+                     f"{unit}_per_mac": round(mean / layer["macs"], 3) if mean is not None and layer["macs"] else None,
+                     "runs": layer["runs"]})
+    return rows
+
+
 def ort_int8_figures(dev_cls: np.ndarray, dev_codes: np.ndarray, ort_codes: np.ndarray) -> dict:
     """Device vs onnxruntime's int8 graph: top-1 agreement and the largest code difference."""
     if dev_codes.shape != ort_codes.shape:
@@ -106,6 +128,7 @@ def compute_metrics(run: DeviceRun, labels: np.ndarray, ref: Reference, shift: i
     if ref.ort_codes is not None and dev_codes is not None:
         m.update(ort_int8_figures(dev_cls, dev_codes, ref.ort_codes))
     m.update(tick_figures(run.ticks, info, shift))
+    m["layers"] = layer_figures(run.layers, info, shift)
     heap = max(i.heap_peak_bytes for i in run.infos_after)
     stack = max(i.stack_peak_bytes for i in run.infos_after)
     m.update({

@@ -42,6 +42,8 @@ def build(env, target: str, port: str | None, run, labels, metrics: dict, window
     if run.device_cpu_seconds is not None:
         report["emulator_cpu_seconds"] = round(run.device_cpu_seconds, 3)
         report["host_cpu_us_per_wire_byte"] = round(run.device_cpu_seconds / wire * 1e6, 2) if wire else None
+    if run.idle_cpu_percent is not None:
+        report["emulator_idle_cpu_percent"] = run.idle_cpu_percent
     cm = confusion_matrix(labels, run.classes)
     wrong = np.flatnonzero(run.classes != labels)
     report["confusion_matrix"] = cm.tolist()
@@ -52,12 +54,12 @@ def build(env, target: str, port: str | None, run, labels, metrics: dict, window
 def plot_paths(json_path: Path) -> dict[str, Path]:
     stem = Path(json_path).with_suffix("")
     return {"confusion_png": Path(f"{stem}_confusion.png"), "misclassified_png": Path(f"{stem}_misclassified.png"),
-            "ticks_png": Path(f"{stem}_ticks.png")}
+            "ticks_png": Path(f"{stem}_ticks.png"), "layers_png": Path(f"{stem}_layers.png")}
 
 
 def write_plots(report: dict, json_path: Path, pixels, labels, run, ref) -> dict:
     """The PNGs next to the JSON; returns {report key: relative path}."""
-    from ..reports import plot_confusion, plot_misclassified, plot_ticks
+    from ..reports import plot_confusion, plot_layers, plot_misclassified, plot_ticks
 
     paths = plot_paths(json_path)
     Path(json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +75,9 @@ def write_plots(report: dict, json_path: Path, pixels, labels, run, ref) -> dict
     if "instructions_per_inference" in report or "cycles_per_inference" in report:
         plot_ticks(run.ticks, run.info, report, paths["ticks_png"], title)
         out["ticks_png"] = shown(paths["ticks_png"])
+    if report.get("layers"):
+        plot_layers(report["layers"], paths["layers_png"], title)
+        out["layers_png"] = shown(paths["layers_png"])
     return out
 
 
@@ -101,6 +106,7 @@ def summary_lines(r: dict) -> list[str]:
         lines.append(f"  cycles/inference mean {r['cycles_per_inference']:,.0f}  "
                      f"max {r['cycles_per_inference_max']:,.0f}"
                      f"  ({r.get('us_per_inference', 0):,.1f} µs at {r['cpu_hz'] / 1e6:g} MHz)")
+    lines += layer_lines(r.get("layers") or [])
     lines.append(f"  flash {r['flash_bytes']:,} B  RAM {r['ram_bytes']:,} B (static {r['static_ram_bytes']:,} + heap "
                  f"{r['heap_peak_bytes']:,} + stack {r['stack_peak_bytes']:,})")
     wire = f"{r['bytes_sent']:,} bytes sent, {r.get('bytes_received', 0):,} received"
@@ -110,3 +116,17 @@ def summary_lines(r: dict) -> list[str]:
                  f"({r['instances']} device(s), {wire})")
     lines.append(f"  report {r['json']}")
     return lines
+
+
+def layer_lines(layers: list[dict]) -> list[str]:
+    """The per-layer profile as an indented table (mean and max per inference)."""
+    from ..reports import layer_unit, table
+
+    if not layers:
+        return []
+    unit = layer_unit(layers)
+    text = table(layers, [("layer", "name", str), ("op", "op", str), ("MACs", "macs", lambda v: f"{v:,}"),
+                          (f"{unit} mean", f"{unit}_mean", lambda v: f"{v:,.0f}"),
+                          ("max", f"{unit}_max", lambda v: f"{v:,.0f}"),
+                          ("per MAC", f"{unit}_per_mac", lambda v: f"{v:.2f}")])
+    return ["  per layer:"] + ["    " + ln for ln in text.splitlines()]

@@ -24,6 +24,7 @@ from .progress import Progress
 DEFAULT_JOBS = max(2, min(4, (os.cpu_count() or 2) + 1))
 DEFAULT_WINDOW_QEMU = 4  # requests queued in QEMU's socket while the guest computes
 DEFAULT_WINDOW_SERIAL = 1
+IDLE_PROBE_SECONDS = 0.5  # after a QEMU run: how long the emulators' idle CPU is sampled
 
 
 @dataclass
@@ -54,6 +55,8 @@ class DeviceRun:
     stray_errors: int = 0
     instances: int = 0
     device_cpu_seconds: float | None = None  # host CPU time of the emulators (QEMU only)
+    idle_cpu_percent: float | None = None    # their CPU while waiting for bytes, % of a core
+    layers: list = field(default_factory=list)  # per-layer profile over every device (merge_profiles)
 
     def __post_init__(self):
         self.classes = np.full(self.n, -1, dtype=np.int64)
@@ -126,6 +129,9 @@ def stream(devices, pixels, options: StreamOptions) -> DeviceRun:
             work.stop.set()
             errors.append(exc)
 
+    for d in devices:   # per-layer statistics from here on (a board may have run images before)
+        d.profile(clear=True)
+    sent0 = [(d.bytes_sent, d.bytes_received) for d in devices]
     t0 = time.monotonic()
     threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
     try:
@@ -142,13 +148,31 @@ def stream(devices, pixels, options: StreamOptions) -> DeviceRun:
     run.stream_seconds = time.monotonic() - t0
     if errors:
         raise errors[0]
-    for d in devices:
-        run.bytes_sent += d.bytes_sent
-        run.bytes_received += d.bytes_received
+    for d, (sent, received) in zip(devices, sent0):
+        run.bytes_sent += d.bytes_sent - sent
+        run.bytes_received += d.bytes_received - received
         run.resends += d.resends
         run.stray_errors += len(d.stray_errors)
     run.check_complete()
+    run.layers = merge_profiles([d.profile() for d in devices])
     return run
+
+
+def merge_profiles(per_device: list[list[P.LayerProfile]]) -> list[dict]:
+    """One row per layer over all devices (they run the same firmware): ticks summed and
+    counted over every inference, the maximum of the maxima, and the last run of the first."""
+    shapes = {tuple((p.name, p.op, p.macs) for p in layers) for layers in per_device}
+    if len(shapes) > 1:
+        raise UserError("the devices report different layer tables; flash them all with the same firmware")
+    rows = []
+    for i, first in enumerate(per_device[0] if per_device else []):
+        lines = [layers[i] for layers in per_device]
+        kept = all(p.kept for p in lines)
+        runs = sum(p.runs for p in lines)
+        rows.append({"name": first.name, "op": first.op, "macs": first.macs, "runs": runs, "last_ticks": first.last,
+                     "mean_ticks": sum(p.total for p in lines) / runs if kept and runs else None,
+                     "max_ticks": max(p.max for p in lines) if kept and runs else None})
+    return rows
 
 
 def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: StreamOptions | None = None) -> DeviceRun:
@@ -170,11 +194,23 @@ def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: Strea
         cpu = [q.cpu_seconds() for q in instances]
         if all(c is not None for c in cpu + cpu0):
             run.device_cpu_seconds = sum(c or 0.0 for c in cpu) - sum(c or 0.0 for c in cpu0)
+            run.idle_cpu_percent = _idle_cpu_percent(instances, cpu)
         run.instances = jobs
     finally:
         stop_all(instances)
     run.wall_seconds = time.monotonic() - t0
     return run
+
+
+def _idle_cpu_percent(instances, cpu_before, seconds: float = IDLE_PROBE_SECONDS) -> float | None:
+    """Mean CPU of the emulators while the firmware waits for bytes, in % of one core."""
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    cpu = [q.cpu_seconds() for q in instances]
+    if any(c is None for c in cpu):
+        return None
+    spent = sum(c or 0.0 for c in cpu) - sum(c or 0.0 for c in cpu_before)
+    return round(100.0 * spent / (time.monotonic() - t0) / len(instances), 2)
 
 
 def stream_to_ports(urls: list[str], pixels, options: StreamOptions | None = None) -> DeviceRun:

@@ -190,6 +190,25 @@ def _emit_node(node, ctx):
     return guarded(node, op.emit_int8 if ctx.dtype == "int8" else op.emit_f32, node, ctx)
 
 
+def c_string(text):
+    """A C string literal for any text (ONNX names may hold quotes, backslashes, non-ASCII)."""
+    out = []
+    for b in text.encode("utf-8"):
+        ch = chr(b)
+        out.append(ch if 32 <= b < 127 and ch not in '"\\?' else f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _profile_table(layers):
+    """model.h's per-layer profile: the layer table and the stamps model_run takes."""
+    rows = [f"    {{{c_string(name)}, {c_string(op)}, {macs}u}}," for name, op, macs in layers]
+    return [f"static uint32_t nn_stamps[{len(layers) + 1}];",
+            f"static const model_layer_t nn_layers[{max(1, len(layers))}] = {{", *rows, "};\n",
+            "const model_layer_t *model_layers(uint16_t *count)\n{",
+            f"    *count = {len(layers)}u;\n    return nn_layers;\n}}\n",
+            "const uint32_t *model_layer_stamps(void)\n{\n    return nn_stamps;\n}\n"]
+
+
 def emit_model(graph, dtype, command, entry=None):
     """Return ({filename: text}, stats) for the model library.  An MNIST model gets the
     firmware's interface (model.h: model_info/model_init/model_run on raw pixels); any other
@@ -199,6 +218,7 @@ def emit_model(graph, dtype, command, entry=None):
         raise AssertionError("graph output must be float")
     bufs = plan_buffers(graph, ctx)
     body = []
+    layers = []     # (name, op, macs) of each node that emits code: the per-layer profile
     for i, node in enumerate(graph.nodes):
         ctx.layer = i
         lines = _emit_node(node, ctx)
@@ -208,6 +228,9 @@ def emit_model(graph, dtype, command, entry=None):
         shape = "x".join(map(str, graph.tensors[node.outputs[0]].shape))
         body.append(f"    /* {i}: {node.op}{extra} '{node.name}' -> [{shape}] */")
         body += ["    " + ln for ln in lines]
+        if graph.image_input:
+            layers.append((node.name, node.op + extra, REGISTRY[node.op].macs(node, graph)))
+            body.append(f"    nn_stamps[{len(layers)}] = model_clock();")
     for j, root in ctx.copies:      # an output that is an input or a constant (through views)
         n = graph.tensors[graph.outputs[j]].size
         src = ctx.tensor_ptr(root)
@@ -234,7 +257,9 @@ def emit_model(graph, dtype, command, entry=None):
                      f"{in_size}u, {out_size}u}};\n")
         parts.append("const model_info_t *model_info(void)\n{\n    return &nn_info;\n}\n")
         parts.append("int model_init(void)\n{\n    return 0;\n}\n")
+        parts += _profile_table(layers)
         parts.append("int model_run(const uint8_t *pixels, float *outputs)\n{")
+        parts.append("    nn_stamps[0] = model_clock();")
     else:
         parts.append(f"int {entry or 'graph_run'}(const float *const *in, float *const *out)\n{{")
     parts += body
@@ -246,5 +271,6 @@ def emit_model(graph, dtype, command, entry=None):
              "ram_buffer_bytes": int(sum(4 * max(1, (b + 3) // 4) for _, b in bufs)),
              "ram_scratch_bytes": int(sum(np.dtype({"float": np.float32, "int8_t": np.int8, "uint16_t": np.uint16,
                                                     "int32_t": np.int32, "uint32_t": np.uint32}[c]).itemsize * n
-                                          for c, n in ctx.scratch_sizes.values()))}
+                                          for c, n in ctx.scratch_sizes.values())),
+             "ram_stamp_bytes": 4 * (len(layers) + 1) if graph.image_input else 0}
     return files, stats

@@ -24,6 +24,7 @@ CFLAGS = ["-std=c99", "-O2", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-s
 CACHE_DIR = ROOT / "build" / "native_host"
 KERNEL_LIB = FIRMWARE_DIR / "lib" / "nnkernels"
 KERNEL_INCLUDE = KERNEL_LIB / "include"
+HOST_CLOCK = Path(__file__).with_name("host_clock.c")   # model_clock() for the per-layer stamps
 
 
 def kernel_sources() -> list[Path]:
@@ -69,7 +70,7 @@ class HostModel:
         sources = sorted(gen_dir.glob("*.c"))
         if not sources:
             raise UserError(f"no generated C sources in {gen_dir}; run `mnist-mcu compile --backend native`")
-        self.path = build_shared([*sources, *kernel_sources()],
+        self.path = build_shared([*sources, *kernel_sources(), HOST_CLOCK],
                                  [gen_dir, FIRMWARE_DIR / "include", KERNEL_INCLUDE], cache_dir)
         self.lib = ctypes.CDLL(str(self.path))
         self.lib.model_info.restype = ctypes.POINTER(_Info)

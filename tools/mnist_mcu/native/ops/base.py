@@ -2,6 +2,8 @@
 
     resolve(node, graph)          check inputs, attributes, shapes; set node.params (a dataclass)
                                   and the output shape
+    macs(node, graph)             multiply-accumulates per inference (the per-layer profile's work
+                                  figure; 0, the default, for elementwise operators)
     emit_f32(node, ctx)           C statements for --dtype f32 (or for a float tensor in an int8 model)
     int8_domain(node, graph)      the output's domain in an int8 model: "q8" (int8 codes) or "f32"
     calib_tensors(node, graph)    tensors whose float range calibration must measure
@@ -28,6 +30,9 @@ class Operator:
 
     def emit_f32(self, node, ctx) -> list[str]:
         raise NotImplementedError
+
+    def macs(self, node, graph) -> int:
+        return 0
 
     def out_bytes(self, node, ctx) -> int:
         """Bytes the output buffer needs beyond the output itself (e.g. int32 accumulators)."""

@@ -108,6 +108,10 @@ class Conv(Operator):
             node.params = ConvParams(w.astype(np.float32), bias, geom)
         set_out(node, graph, (n, m, *out))
 
+    def macs(self, node, graph):
+        """Each output element takes C/group x kernel multiply-accumulates."""
+        return graph.tensors[node.outputs[0]].size * int(np.prod(node.params.W.shape[1:]))
+
     def emit_f32(self, node, ctx):
         p = node.params
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])

@@ -134,6 +134,10 @@ class Gemm(Operator):
                                 f"{y}[i] += {ctx.fmt_float(p.beta)} * {c}[ic];")
         return lines
 
+    def macs(self, node, graph):
+        p = node.params
+        return p.W.size if isinstance(p, Dense) else p.M * p.K * p.N
+
     def out_bytes(self, node, ctx):
         """int8: the int32 accumulators live in the output buffer (requantised in place)."""
         return 4 * node.params.W.shape[0] if ctx.dtype == "int8" else 0

@@ -45,6 +45,10 @@ class MatMul(Operator):
         out = list(batch) + ([m] if len(sa) > 1 else []) + ([n] if len(sb) > 1 else [])
         set_out(node, graph, out)
 
+    def macs(self, node, graph):
+        p = node.params
+        return int(np.prod(p.batch, dtype=np.int64)) * p.m * p.k * p.n
+
     def emit_f32(self, node, ctx):
         p = node.params
         a, b = (ctx.tensor_ptr(i) for i in node.inputs)
