@@ -321,6 +321,26 @@ class Device:
         self.info_cache = info
         return info
 
+    def profile(self, clear: bool = False, timeout: float | None = None) -> list[P.LayerProfile]:
+        """The per-layer profile (PROFILE, one request per layer); clear=True then zeroes the
+        device's statistics (a last request past the final layer carries the flag)."""
+        layers: list[P.LayerProfile] = []
+        while True:
+            layer = self._profile_request(len(layers), False, timeout)
+            if layer.index >= layer.count:
+                break
+            layers.append(layer)
+        if clear:
+            self._profile_request(len(layers), True, timeout)
+        return layers
+
+    def _profile_request(self, index: int, clear: bool, timeout: float | None) -> P.LayerProfile:
+        frame = self.request(P.PROFILE, bytes((index, P.PROFILE_CLEAR if clear else 0)), timeout=timeout)
+        try:
+            return P.parse_profile_reply(frame.payload)
+        except P.ProtocolError as exc:
+            raise DeviceError(f"{self.name}: unreadable PROFILE reply: {exc}") from None
+
     def infer(self, pixels, encoding: int | None = None, timeout: float | None = None) -> P.InferResult:
         enc = self.encoding if encoding is None else encoding
         frame = self.request(P.INFER, P.encode_image(pixels, enc), timeout=timeout)
