@@ -244,7 +244,10 @@ def _adversarial(rng: np.random.Generator, images: np.ndarray) -> tuple[str, byt
         head = bytes((P.INFER, seq)) + bytes(rng.integers(1, 256, 1021 + int(rng.integers(0, 3)), dtype=np.uint8))
         return kind, P.cobs_encode(head + struct.pack("<H", P.crc16(head))) + b"\x00", True
     if kind == "unknown-type":
-        t = int(rng.choice([0x00, 0x03, 0x55, 0x7E, 0x7F, 0x81, 0x82, 0xFF]))
+        t = int(rng.choice([0x00, 0x04, 0x55, 0x7E, 0x7F, 0x81, 0x82, 0x83, 0xFF]))
+        if t == 0x04 and rng.random() < 0.5:  # PROFILE (0x03) with any payload but its 2 bytes
+            t = P.PROFILE
+            return kind, P.encode_frame(t, seq, bytes(rng.choice([0, 1, 3, 5, 19]))), True
         return kind, P.encode_frame(t, seq, bytes(rng.integers(0, 256, int(rng.integers(0, 20)), dtype=np.uint8))), True
     if kind == "too-few-pixels":
         enc = P.zero_run_encode(px[: int(rng.integers(0, 784))])
