@@ -12,105 +12,63 @@
 
 #define EVEN_FLIP 0x00800080u /* the +128 offset of the even-output bytes */
 
-/* acc[0 .. 4*nq) += the contributions of two input pairs: values v0, v1 (packed
- * int16 lanes), weight rows w0, w1 (2 words = 4 outputs per step). */
-static inline void mac_2pairs_x4(const uint32_t *w0, const uint32_t *w1, int32_t v0, int32_t v1, int32_t *acc,
-                                 int nq)
-{
-    if (nq <= 0)
-        return;
-#if NN_USE_DSP
-    /* 4 accumulators by LDM/STM (pinned to r8-r11: a register list must ascend), the
-     * weights of each pair by LDRD: 16 instructions per 16 MACs + the loop's 2 per 16 outputs;
-     * a0/a2 take the raw words (even outputs, fixed up by fix_even) */
-    register int32_t a0 __asm__("r8"), a1 __asm__("r9"), a2 __asm__("r10"), a3 __asm__("r11");
-    uint32_t p, q, t;
-#define PAIR4(w, v)                                                                                          \
-    "ldrd   %[p], %[q], [%[" w "]], #8\n\t"                                                                  \
-    "sxtb16 %[t], %[p], ror #8\n\t"                                                                          \
-    "smlad  %[a0], %[p], %[" v "], %[a0]\n\t"                                                                \
-    "smlad  %[a1], %[t], %[" v "], %[a1]\n\t"                                                                \
-    "sxtb16 %[t], %[q], ror #8\n\t"                                                                          \
-    "smlad  %[a2], %[q], %[" v "], %[a2]\n\t"                                                                \
-    "smlad  %[a3], %[t], %[" v "], %[a3]\n\t"
-#define QUAD                                                                                                 \
-    "ldm    %[acc], {%[a0], %[a1], %[a2], %[a3]}\n\t" PAIR4("w0", "v0")                                      \
-        PAIR4("w1", "v1") "stm    %[acc]!, {%[a0], %[a1], %[a2], %[a3]}\n\t"
-    int n4 = nq >> 2; /* 16 outputs per loop; then 8 and 4 without a loop */
-    if (n4)
-        __asm__ volatile(
-            "1:\n\t" QUAD QUAD QUAD QUAD "subs   %[n], %[n], #1\n\t"
-            "bne    1b\n\t"
-            : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [n] "+r"(n4), [a0] "=&r"(a0), [a1] "=&r"(a1),
-              [a2] "=&r"(a2), [a3] "=&r"(a3), [p] "=&r"(p), [q] "=&r"(q), [t] "=&r"(t)
-            : [v0] "r"(v0), [v1] "r"(v1)
-            : "cc", "memory");
-    if (nq & 2)
-        __asm__ volatile(QUAD QUAD
-                         : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [a0] "=&r"(a0), [a1] "=&r"(a1),
-                           [a2] "=&r"(a2), [a3] "=&r"(a3), [p] "=&r"(p), [q] "=&r"(q), [t] "=&r"(t)
-                         : [v0] "r"(v0), [v1] "r"(v1)
-                         : "memory");
-    if (nq & 1)
-        __asm__ volatile(QUAD
-                         : [w0] "+r"(w0), [w1] "+r"(w1), [acc] "+r"(acc), [a0] "=&r"(a0), [a1] "=&r"(a1),
-                           [a2] "=&r"(a2), [a3] "=&r"(a3), [p] "=&r"(p), [q] "=&r"(q), [t] "=&r"(t)
-                         : [v0] "r"(v0), [v1] "r"(v1)
-                         : "memory");
-#undef QUAD
-#undef PAIR4
-#else
-    for (; nq > 0; nq--, w0 += 2, w1 += 2, acc += 4) {
-        int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
-        MAC_LO(a0, w0[0] ^ EVEN_FLIP, v0);
-        MAC_HI(a1, w0[0], v0);
-        MAC_LO(a2, w0[1] ^ EVEN_FLIP, v0);
-        MAC_HI(a3, w0[1], v0);
-        MAC_LO(a0, w1[0] ^ EVEN_FLIP, v1);
-        MAC_HI(a1, w1[0], v1);
-        MAC_LO(a2, w1[1] ^ EVEN_FLIP, v1);
-        MAC_HI(a3, w1[1], v1);
-        acc[0] = a0;
-        acc[1] = a1;
-        acc[2] = a2;
-        acc[3] = a3;
-    }
-#endif
-}
+/* nonzero input pairs are gathered on the stack, then accumulated two at a time in one
+ * pass over the accumulators: value (int16 lanes) and weight row of each */
+typedef struct {
+    int32_t v;
+    const uint32_t *w;
+} pair_t;
+#define LIST_MAX 32 /* 256 bytes of stack */
 
-/* acc += the contributions of input pairs k0 and k1 (values v0, v1);
- * w: words [n_pairs][nw], nw = ceil(n_out / 2).  The rows of one pair are
- * contiguous, so the weights are streamed in order. */
-static void pairs_acc2(const uint32_t *w, int nw, int32_t *acc, int n_out, int k0, int32_t v0, int k1,
-                       int32_t v1)
+#if NN_USE_DSP
+/* nn_dense_s8_m4.S: acc[0 .. asm_outputs(n_out)) += the n (even) pairs of list */
+void nn_pairs_list_m4(const pair_t *list, int n, int32_t *acc, int n_out);
+
+/* the outputs the assembly covers (their even accumulators hold raw-word sums) */
+static inline int asm_outputs(int n_out)
 {
-    const uint32_t *w0 = w + (long)k0 * nw;
-    const uint32_t *w1 = w + (long)k1 * nw;
-    const int nq = n_out >> 2;
-    mac_2pairs_x4(w0, w1, v0, v1, acc, nq);
-    for (int o = 4 * nq; o < n_out; o += 2) { /* last 1..3 outputs */
-        const uint32_t p = w0[o >> 1], q = w1[o >> 1];
-        int32_t a = acc[o];
-        MAC_LO(a, p ^ EVEN_FLIP, v0);
-        MAC_LO(a, q ^ EVEN_FLIP, v1);
-        acc[o] = a;
-        if (o + 1 < n_out) { /* else the word's second row is padding */
-            int32_t b = acc[o + 1];
-            MAC_HI(b, p, v0);
-            MAC_HI(b, q, v1);
-            acc[o + 1] = b;
+    const int n6 = n_out / 6;
+    return 6 * n6 + (n_out - 6 * n6 >= 4 ? 4 : 0);
+}
+#else
+static inline int asm_outputs(int n_out)
+{
+    (void)n_out;
+    return 0;
+}
+#endif
+
+/* acc += the contributions of list[0 .. n), n even: the assembly, then plain sums for the
+ * outputs it does not cover (all of them without the DSP extension) */
+static void run_list(const pair_t *list, int n, int32_t *acc, int n_out)
+{
+    const int o0 = asm_outputs(n_out);
+#if NN_USE_DSP
+    if (o0)
+        nn_pairs_list_m4(list, n, acc, n_out);
+#endif
+    if (o0 == n_out)
+        return;
+    for (const pair_t *p = list, *end = list + n; p < end; p++) {
+        const uint32_t *w = p->w;
+        const int32_t v = p->v;
+        for (int o = o0; o < n_out; o += 2) {
+            const uint32_t a = w[o >> 1];
+            MAC_LO(acc[o], a ^ EVEN_FLIP, v);
+            if (o + 1 < n_out) /* else the word's second row is padding */
+                MAC_HI(acc[o + 1], a, v);
         }
     }
 }
 
-/* Outputs below 4 * (n_out / 4) go through the SMLAD blocks.  On the DSP path their even
+/* Outputs below asm_outputs(n_out) go through the SMLAD blocks.  On the DSP path their even
  * accumulators start at bias[o] + 256 * bias[o+1] and end as the raw-word sums; fix_even
  * subtracts 256 * (the odd neighbour) + 128 * sum(x).  Elsewhere: plain bias, no fix. */
 static void init_acc(const int32_t *bias, int32_t *acc, int n_out)
 {
     int o = 0;
 #if NN_USE_DSP
-    o = n_out & ~3;
+    o = asm_outputs(n_out);
     for (const int32_t *b = bias, *end = bias + o; b < end; b += 2, acc += 2) { /* LDRD/STRD */
         const uint32_t b0 = (uint32_t)b[0], b1 = (uint32_t)b[1];
         acc[0] = (int32_t)(b0 + (b1 << 8));
@@ -126,36 +84,46 @@ static void fix_even(int32_t *acc, int n_out, uint32_t sum_x)
 {
 #if NN_USE_DSP
     const uint32_t off = sum_x << 7;
-    for (int32_t *end = acc + (n_out & ~3); acc < end; acc += 2)
+    for (int32_t *end = acc + asm_outputs(n_out); acc < end; acc += 2)
         acc[0] = (int32_t)((uint32_t)acc[0] - ((uint32_t)acc[1] << 8) - off);
 #else
     (void)acc, (void)n_out, (void)sum_x;
 #endif
 }
 
-/* nonzero pairs are accumulated two at a time; pk/pv hold the pending one */
-#define PUSH_PAIR(k, v)                                                                                      \
+/* a full list: run its even part, keep a last odd entry (returns the new end) */
+static pair_t *flush_list(pair_t *list, pair_t *pl, int32_t *acc, int n_out)
+{
+    const int n = (int)(pl - list);
+    run_list(list, n & ~1, acc, n_out);
+    list[0] = list[n - 1];
+    return list + (n & 1);
+}
+
+/* the rest of the list; a last odd pair goes with a zero partner (adds exactly 0) */
+static void finish_list(pair_t *list, pair_t *pl, int32_t *acc, int n_out)
+{
+    if ((pl - list) & 1) {
+        pl->v = 0;
+        pl->w = list[0].w;
+        pl++;
+    }
+    if (pl > list)
+        run_list(list, (int)(pl - list), acc, n_out);
+}
+
+#define ADD_PAIR(row, val)                                                                                   \
     do {                                                                                                     \
-        if (pk < 0) {                                                                                        \
-            pk = (k);                                                                                        \
-            pv = (v);                                                                                        \
-        } else {                                                                                             \
-            pairs_acc2(w, nw, acc, n_out, pk, pv, (k), (v));                                                 \
-            pk = -1;                                                                                         \
-        }                                                                                                    \
-    } while (0)
-/* a last odd pair goes with a zero partner (adds exactly 0) */
-#define FLUSH_PAIR()                                                                                         \
-    do {                                                                                                     \
-        if (pk >= 0)                                                                                         \
-            pairs_acc2(w, nw, acc, n_out, pk, pv, pk, 0);                                                    \
+        pl->v = (val);                                                                                       \
+        pl->w = (row);                                                                                       \
+        pl++;                                                                                                \
     } while (0)
 
 void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw, const int32_t *bias,
                        int32_t *acc, int n_out)
 {
-    int pk = -1, i = 0;
-    int32_t pv = 0;
+    pair_t list[LIST_MAX + 1], *pl = list; /* + 1: the zero partner */
+    int i = 0;
     uint32_t sum_x = 0;
     init_acc(bias, acc, n_out);
     for (; i + 8 <= n_in; i += 8) {
@@ -166,53 +134,76 @@ void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw, co
             continue;
 #if NN_USE_DSP
         sum_x = __usada8(q1, 0u, __usada8(q0, 0u, sum_x));
+#else
+        sum_x += (q0 & 0xffu) + ((q0 >> 8) & 0xffu) + ((q0 >> 16) & 0xffu) + (q0 >> 24);
+        sum_x += (q1 & 0xffu) + ((q1 >> 8) & 0xffu) + ((q1 >> 16) & 0xffu) + (q1 >> 24);
 #endif
+        if (pl > list + LIST_MAX - 4)
+            pl = flush_list(list, pl, acc, n_out);
         /* the pixel pair (b0, b1) of a half word -> lanes b0 | b1 << 16 */
+        const uint32_t *row = w + (long)(i >> 1) * nw;
         if (q0 & 0xffffu)
-            PUSH_PAIR(i >> 1, (int32_t)((q0 & 0xffu) | ((q0 & 0xff00u) << 8)));
+            ADD_PAIR(row, (int32_t)((q0 & 0xffu) | ((q0 & 0xff00u) << 8)));
+        row += nw;
         if (q0 >> 16)
-            PUSH_PAIR((i >> 1) + 1, (int32_t)(((q0 >> 16) & 0xffu) | ((q0 >> 24) << 16)));
+            ADD_PAIR(row, (int32_t)(((q0 >> 16) & 0xffu) | ((q0 >> 24) << 16)));
+        row += nw;
         if (q1 & 0xffffu)
-            PUSH_PAIR((i >> 1) + 2, (int32_t)((q1 & 0xffu) | ((q1 & 0xff00u) << 8)));
+            ADD_PAIR(row, (int32_t)((q1 & 0xffu) | ((q1 & 0xff00u) << 8)));
+        row += nw;
         if (q1 >> 16)
-            PUSH_PAIR((i >> 1) + 3, (int32_t)(((q1 >> 16) & 0xffu) | ((q1 >> 24) << 16)));
+            ADD_PAIR(row, (int32_t)(((q1 >> 16) & 0xffu) | ((q1 >> 24) << 16)));
     }
-    for (; i + 1 < n_in; i += 2) {
-        const uint32_t a = x[i], b = x[i + 1];
+    for (; i < n_in; i += 2) { /* the last 0..7 pixels; an odd last one pairs with a zero */
+        const uint32_t a = x[i], b = i + 1 < n_in ? x[i + 1] : 0;
         sum_x += a + b;
-        if (a | b)
-            PUSH_PAIR(i >> 1, (int32_t)(a | (b << 16)));
+        if (a | b) {
+            if (pl == list + LIST_MAX)
+                pl = flush_list(list, pl, acc, n_out);
+            ADD_PAIR(w + (long)(i >> 1) * nw, (int32_t)(a | (b << 16)));
+        }
     }
-    if (i < n_in && x[i]) {
-        sum_x += x[i];
-        PUSH_PAIR(i >> 1, (int32_t)x[i]);
-    }
-    FLUSH_PAIR();
+    finish_list(list, pl, acc, n_out);
     fix_even(acc, n_out, sum_x);
 }
 
 void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int nw, const int32_t *bias,
                        int32_t *acc, int n_out)
 {
-    int pk = -1, i = 0;
-    int32_t pv = 0;
+    pair_t list[LIST_MAX + 1], *pl = list;
+    int i = 0;
     uint32_t sum_x = 0;
+    const uint32_t zx4 = (uint8_t)zx * 0x01010101u;
     init_acc(bias, acc, n_out);
-    for (; i + 1 < n_in; i += 2) {
-        const int32_t a = x[i] - zx, b = x[i + 1] - zx;
+    for (; i + 4 <= n_in; i += 4) {
+        uint32_t q; /* four inputs at the zero point (ReLU zeros): one test */
+        memcpy(&q, x + i, 4);
+        if (q == zx4)
+            continue;
+        if (pl > list + LIST_MAX - 2)
+            pl = flush_list(list, pl, acc, n_out);
+        const uint32_t *row = w + (long)(i >> 1) * nw;
+        int32_t a = (int8_t)q - zx, b = (int8_t)(q >> 8) - zx;
         sum_x += (uint32_t)(a + b);
         if (a | b)
-            PUSH_PAIR(i >> 1, pack16(a, b));
+            ADD_PAIR(row, pack16(a, b));
+        a = (int8_t)(q >> 16) - zx;
+        b = (int8_t)(q >> 24) - zx;
+        sum_x += (uint32_t)(a + b);
+        if (a | b)
+            ADD_PAIR(row + nw, pack16(a, b));
     }
-    if (i < n_in) {
-        const int32_t a = x[i] - zx;
-        sum_x += (uint32_t)a;
-        if (a)
-            PUSH_PAIR(i >> 1, pack16(a, 0));
+    for (; i < n_in; i += 2) {
+        const int32_t a = x[i] - zx, b = i + 1 < n_in ? x[i + 1] - zx : 0;
+        sum_x += (uint32_t)(a + b);
+        if (a | b) {
+            if (pl == list + LIST_MAX)
+                pl = flush_list(list, pl, acc, n_out);
+            ADD_PAIR(w + (long)(i >> 1) * nw, pack16(a, b));
+        }
     }
-    FLUSH_PAIR();
+    finish_list(list, pl, acc, n_out);
     fix_even(acc, n_out, sum_x);
 }
 
-#undef PUSH_PAIR
-#undef FLUSH_PAIR
+#undef ADD_PAIR
