@@ -167,6 +167,27 @@ void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw, co
     fix_even(acc, n_out, sum_x);
 }
 
+#if NN_USE_DSP
+/* nn_dense_s8_m4.S: acc[0 .. 10) += n_pairs input pairs, every accumulator in a register */
+void nn_dense10_m4(const int8_t *x, int n_pairs, const uint32_t *w, int32_t *acc, uint32_t zz);
+
+/* sum(x - zx) mod 2^32, four inputs at a time */
+static uint32_t sum_s8(const int8_t *x, int n, int zx)
+{
+    uint32_t s = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t q;
+        memcpy(&q, x + i, 4);
+        s = __usada8(q ^ 0x80808080u, 0u, s); /* x + 128 */
+    }
+    s -= 128u * (uint32_t)i;
+    for (; i < n; i++)
+        s += (uint32_t)(int32_t)x[i];
+    return s - (uint32_t)n * (uint32_t)zx;
+}
+#endif
+
 void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int nw, const int32_t *bias,
                        int32_t *acc, int n_out)
 {
@@ -175,6 +196,20 @@ void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int
     uint32_t sum_x = 0;
     const uint32_t zx4 = (uint8_t)zx * 0x01010101u;
     init_acc(bias, acc, n_out);
+#if NN_USE_DSP
+    if (n_out == 10 && n_in >= 2) { /* a classifier head: no list, nn_dense10_m4 */
+        nn_dense10_m4(x, n_in >> 1, w, acc, (uint32_t)pack16(zx, zx));
+        if (n_in & 1) { /* the last input pairs with a zero */
+            const int32_t a = x[n_in - 1] - zx;
+            if (a) {
+                ADD_PAIR(w + (long)(n_in >> 1) * nw, pack16(a, 0));
+                finish_list(list, pl, acc, n_out);
+            }
+        }
+        fix_even(acc, n_out, sum_s8(x, n_in, zx));
+        return;
+    }
+#endif
     for (; i + 4 <= n_in; i += 4) {
         uint32_t q; /* four inputs at the zero point (ReLU zeros): one test */
         memcpy(&q, x + i, 4);

@@ -113,3 +113,98 @@ nn_pairs_list_m4:
     pop     {r4-r11, pc}
     .size   nn_pairs_list_m4, . - nn_pairs_list_m4
 #endif
+
+/* Requantisation of dense outputs (nn_requant_ch_s8, inner 1, range [-128, 127]):
+ *
+ * int nn_requant_hi_m4(const int32_t *acc, int8_t *y, int n, const int32_t *mult,
+ *                      const int8_t *shift, int zp);
+ * y[c] = SSAT8((((acc[c] * mult[c]) >> 32 >> (shift[c] - 33)) + 1) >> 1) + zp), requant_hi
+ * (nn_internal.h), while shift[c] >= 33; returns the number of outputs done (n, or the
+ * first c with shift[c] < 33).  y may be acc (each word is read before its bytes are
+ * written).  11 instructions per output. */
+#if defined(__ARM_FEATURE_DSP)
+    .global nn_requant_hi_m4
+    .type   nn_requant_hi_m4, %function
+    .align  2
+    .thumb_func
+nn_requant_hi_m4:
+    push    {r4-r8, lr}
+    ldrd    r4, r5, [sp, #24]       @ shift, zp
+    mov     r8, r1                  @ y at the start
+    adds    r2, r1, r2              @ y end
+    cmp     r1, r2
+    beq     2f
+1:
+    ldrsb   r6, [r4], #1
+    subs    r6, r6, #33
+    bmi     2f
+    ldr     r7, [r0], #4
+    ldr     r12, [r3], #4
+    smmul   r7, r7, r12             @ high word of acc * mult
+    asr     r7, r7, r6
+    adds    r7, r7, #1
+    add     r7, r5, r7, asr #1
+    ssat    r7, #8, r7
+    strb    r7, [r1], #1
+    cmp     r1, r2
+    bne     1b
+2:
+    sub     r0, r1, r8
+    pop     {r4-r8, pc}
+    .size   nn_requant_hi_m4, . - nn_requant_hi_m4
+#endif
+
+/* int8 dense layer with ten outputs (nn_dense_pairs_s8, n_out 10), every accumulator in a
+ * register for the whole input:
+ *
+ * void nn_dense10_m4(const int8_t *x, int n_pairs, const uint32_t *w, int32_t *acc, uint32_t zz);
+ * acc[0 .. 10) += the n_pairs (>= 1) input pairs (x[2k] - zx, x[2k+1] - zx) times their rows
+ * of five packed words; zz = zx in both int16 lanes.  Pairs that are both zero are
+ * skipped; even outputs take the raw words (fixed up by the caller, as for the lists).
+ * 30 instructions per nonzero pair, 12 per zero pair. */
+#if defined(__ARM_FEATURE_DSP)
+    .macro  WORD2 a, b
+    ldr     lr, [r11], #4
+    smlad   \a, lr, r12, \a
+    sxtb16  lr, lr, ror #8
+    smlad   \b, lr, r12, \b
+    .endm
+
+    .global nn_dense10_m4
+    .type   nn_dense10_m4, %function
+    .align  2
+    .thumb_func
+nn_dense10_m4:
+    push    {r4-r11, lr}
+    ldr     r4, [sp, #36]           @ zz
+    add     r1, r0, r1, lsl #1      @ end of x
+    push    {r1, r3, r4}            @ [sp]: end of x, [sp, #4]: acc, [sp, #8]: zz
+    mov     r10, r0
+    mov     r11, r2
+    ldm     r3, {r0-r9}
+1:
+    ldrsb   r12, [r10], #1
+    ldrsb   lr, [r10], #1
+    pkhbt   r12, r12, lr, lsl #16
+    ldr     lr, [sp, #8]
+    ssub16  r12, r12, lr            @ (x0 - zx, x1 - zx)
+    cmp     r12, #0
+    beq     3f
+    WORD2   r0, r1
+    WORD2   r2, r3
+    WORD2   r4, r5
+    WORD2   r6, r7
+    WORD2   r8, r9
+2:
+    ldr     lr, [sp]
+    cmp     r10, lr
+    bne     1b
+    ldr     lr, [sp, #4]
+    stm     lr, {r0-r9}
+    add     sp, sp, #12
+    pop     {r4-r11, pc}
+3:
+    add     r11, r11, #20
+    b       2b
+    .size   nn_dense10_m4, . - nn_dense10_m4
+#endif

@@ -1,6 +1,11 @@
 /* Requantisation (int32 -> int8), dequantisation (-> float) and the pixel lookup. */
 #include "nn_internal.h"
 
+#if NN_USE_DSP
+/* nn_dense_s8_m4.S: requant_hi over y[0 .. n) while shift >= 33; returns the count done */
+int nn_requant_hi_m4(const int32_t *acc, int8_t *y, int n, const int32_t *mult, const int8_t *shift, int zp);
+#endif
+
 void nn_lut_u8_s8(const uint8_t *x, const int8_t *lut, int8_t *y, int n)
 {
     for (int i = 0; i < n; i++)
@@ -19,13 +24,11 @@ void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const 
     }
 #if NN_USE_DSP
     if (inner == 1 && lo == -128 && hi == 127) { /* dense, no clamp but the int8 range: SSAT alone */
-        for (int c = 0; c < n_ch; c++) {
-            const int s = shift[c];
-            if (s >= 33) {
-                const int32_t h = (int32_t)(((int64_t)acc[c] * mult[c]) >> 32);
-                y[c] = (int8_t)__ssat((((h >> (s - 33)) + 1) >> 1) + zp, 8); /* = requant_hi */
-            } else {
-                y[c] = requant_s8(acc[c], mult[c], s, zp, lo, hi);
+        for (int c = 0; c < n_ch;) {             /* nn_dense_s8_m4.S, up to a channel with shift < 33 */
+            c += nn_requant_hi_m4(acc + c, y + c, n_ch - c, mult + c, shift + c, zp);
+            if (c < n_ch) {
+                y[c] = requant_s8(acc[c], mult[c], shift[c], zp, lo, hi);
+                c++;
             }
         }
         return;
