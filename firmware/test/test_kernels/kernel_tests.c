@@ -260,6 +260,12 @@ static void dense_s8_case(int n_in, int n_out, int pattern)
     check_bytes("nn_dense_ref_u8", want, aref, 4 * n_out, n_in, n_out);
     check_bytes("nn_dense_pairs_u8", want, aopt, 4 * n_out, n_in, n_out);
     hash_bytes(aopt, 4 * n_out);
+    /* word-aligned pixels (the firmware's buffer): the assembly scan, sixteen at a time */
+    static uint32_t px_words[(MAX_IN + 3) / 4];
+    memcpy(px_words, px, (size_t)n_in);
+    memset(aopt, 0x55, sizeof aopt);
+    nn_dense_pairs_u8((const uint8_t *)px_words, n_in, WORDS, nw, bias, aopt, n_out);
+    check_bytes("nn_dense_pairs_u8 aligned", want, aopt, 4 * n_out, n_in, n_out);
 
     static const int ZX[] = {-128, -1, 0, 5, 127};
     for (int z = 0; z < 5; z++) {

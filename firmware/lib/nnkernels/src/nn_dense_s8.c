@@ -6,6 +6,7 @@
  * SMLAD on the raw word accumulates  S_even + 128 * sum(x) + 256 * S_odd  (mod 2^32) and
  * only the odd bytes need SXTB16; the even sums are recovered once at the end
  * (fix_even).  Wrapping arithmetic is exact here because the true sums fit in int32. */
+#include <stdint.h>
 #include <string.h>
 
 #include "nn_internal.h"
@@ -112,6 +113,18 @@ static void finish_list(pair_t *list, pair_t *pl, int32_t *acc, int n_out)
         run_list(list, (int)(pl - list), acc, n_out);
 }
 
+#if NN_USE_DSP
+/* nn_dense_s8_m4.S: appends the nonzero pixel pairs of x[0 .. end) (word-aligned, sixteen at
+ * a time) to the list until it passes limit; returns where it stopped */
+typedef struct {
+    pair_t *pl;          /* list end */
+    const uint32_t *row; /* weight row of the first pair at x */
+    uint32_t sum;        /* sum of the pixels */
+} scan_t;
+const uint8_t *nn_scan_u8_m4(const uint8_t *x, const uint8_t *end, scan_t *st, int row_bytes,
+                             const pair_t *limit);
+#endif
+
 #define ADD_PAIR(row, val)                                                                                   \
     do {                                                                                                     \
         pl->v = (val);                                                                                       \
@@ -126,6 +139,17 @@ void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw, co
     int i = 0;
     uint32_t sum_x = 0;
     init_acc(bias, acc, n_out);
+#if NN_USE_DSP
+    if (((uintptr_t)x & 3) == 0) { /* LDM: sixteen pixels per test */
+        scan_t st = {list, w, 0};
+        const uint8_t *p = x, *const end = x + (n_in & ~15);
+        while ((p = nn_scan_u8_m4(p, end, &st, 4 * nw, list + LIST_MAX - 8)) != end)
+            st.pl = flush_list(list, st.pl, acc, n_out);
+        pl = st.pl;
+        sum_x = st.sum;
+        i = n_in & ~15;
+    }
+#endif
     for (; i + 8 <= n_in; i += 8) {
         uint32_t q0, q1; /* eight zero pixels (most of an MNIST image): one test */
         memcpy(&q0, x + i, 4);

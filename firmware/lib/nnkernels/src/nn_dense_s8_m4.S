@@ -208,3 +208,80 @@ nn_dense10_m4:
     b       2b
     .size   nn_dense10_m4, . - nn_dense10_m4
 #endif
+
+/* The scan of nn_dense_pairs_u8: sixteen pixels per test, the nonzero pairs appended to the
+ * list.
+ *
+ * const uint8_t *nn_scan_u8_m4(const uint8_t *x, const uint8_t *end, nn_scan_t *st, int row_bytes,
+ *                              const nn_pair_t *limit);
+ * x word-aligned, end - x a multiple of 16; st = {list end, weight row of x's first pair,
+ * sum of the pixels so far}.  Appends {value (b0 | b1 << 16), row} for each pixel pair that
+ * is not zero and updates st; stops at end, or before a nonzero block when the list end
+ * is past limit (the caller flushes the list and calls again).  Returns where it stopped.
+ * 8 instructions per zero block, 13 more per nonzero word. */
+#if defined(__ARM_FEATURE_DSP)
+@ word \q (pixel pairs 2j, 2j+1): two list entries at most; row r10 moves on by two rows
+    .macro  WORDP q
+    cbz     \q, 7f
+    uxtb16  r8, \q
+    uxtb16  r9, \q, ror #8
+    pkhbt   \q, r8, r9, lsl #16     @ (b0, b1)
+    pkhtb   r9, r9, r8, asr #16     @ (b2, b3)
+    cbz     \q, 5f
+    strd    \q, r10, [r2], #8
+5:
+    add     r10, r10, r11
+    cmp     r9, #0
+    it      ne
+    strdne  r9, r10, [r2], #8
+    add     r10, r10, r11
+    b       6f
+7:
+    add     r10, r10, r11, lsl #1
+6:
+    .endm
+
+    .global nn_scan_u8_m4
+    .type   nn_scan_u8_m4, %function
+    .align  2
+    .thumb_func
+nn_scan_u8_m4:
+    push    {r2, r4-r11, lr}        @ [sp]: st
+    mov     r11, r3                 @ bytes per row
+    ldr     r3, [sp, #40]           @ limit
+    ldm     r2, {r2, r10, r12}      @ list end, row, sum
+    mov     lr, #0
+    cmp     r0, r1
+    beq     9f
+1:
+    ldm     r0!, {r4-r7}
+    orr     r8, r4, r5
+    orr     r9, r6, r7
+    orrs    r8, r8, r9
+    bne     4f
+    add     r10, r10, r11, lsl #3   @ eight rows
+    cmp     r0, r1
+    bne     1b
+9:
+    ldr     r8, [sp]
+    stm     r8, {r2, r10, r12}
+    pop     {r2, r4-r11, pc}
+4:
+    cmp     r2, r3
+    bhi     8f
+    usada8  r12, r4, lr, r12
+    usada8  r12, r5, lr, r12
+    usada8  r12, r6, lr, r12
+    usada8  r12, r7, lr, r12
+    WORDP   r4
+    WORDP   r5
+    WORDP   r6
+    WORDP   r7
+    cmp     r0, r1
+    bne     1b
+    b       9b
+8:
+    sub     r0, r0, #16             @ this block again, after a flush
+    b       9b
+    .size   nn_scan_u8_m4, . - nn_scan_u8_m4
+#endif
