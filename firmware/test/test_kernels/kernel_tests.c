@@ -303,9 +303,9 @@ static void test_dense_s8(void)
                 dense_s8_case(SIZES[a], SIZES[b], pattern);
     for (int pattern = 0; pattern < N_PATTERNS; pattern++)
         dense_s8_case(MAX_IN, 7, pattern);
-    /* widths for the assembly's blocks: n_out / 6 = 0..16 (every Duff entry), n_out % 6 = 0..5;
+    /* widths for the assembly's blocks: n_out / 6 = 0..16 (every Duff entry: n6 % 8), n_out % 6 = 0..5;
      * as many inputs as fit (odd and even counts): the pair list is flushed many times */
-    static const int OUTS[] = {4, 10, 10, 6, 12, 18, 22, 24, 29, 64, 99}; /* 10: nn_dense10_m4 */
+    static const int OUTS[] = {4, 10, 10, 6, 12, 18, 22, 24, 29, 40, 47, 64, 99}; /* 10: nn_dense10_m4 */
     for (int k = 0; k < (int)(sizeof OUTS / sizeof OUTS[0]); k++) {
         const int n_in = (MAX_W / OUTS[k] < MAX_IN ? MAX_W / OUTS[k] : MAX_IN) - (k & 1);
         for (int pattern = 0; pattern < N_PATTERNS; pattern++)

@@ -25,6 +25,10 @@ typedef struct {
 /* nn_dense_s8_m4.S: acc[0 .. asm_outputs(n_out)) += the n (even) pairs of list */
 void nn_pairs_list_m4(const pair_t *list, int n, int32_t *acc, int n_out);
 
+/* even accumulators around the raw-word sums: set-up from the bias, fix-up at the end */
+void nn_init_raw_m4(int32_t *acc, const int32_t *bias, int n);
+void nn_fix_even_m4(int32_t *acc, int n, uint32_t off);
+
 /* the outputs the assembly covers (their even accumulators hold raw-word sums) */
 static inline int asm_outputs(int n_out)
 {
@@ -70,12 +74,7 @@ static void init_acc(const int32_t *bias, int32_t *acc, int n_out)
     int o = 0;
 #if NN_USE_DSP
     o = asm_outputs(n_out);
-    for (const int32_t *b = bias, *end = bias + o; b < end; b += 2, acc += 2) { /* LDRD/STRD */
-        const uint32_t b0 = (uint32_t)b[0], b1 = (uint32_t)b[1];
-        acc[0] = (int32_t)(b0 + (b1 << 8));
-        acc[1] = (int32_t)b1;
-    }
-    acc -= o;
+    nn_init_raw_m4(acc, bias, o);
 #endif
     for (; o < n_out; o++)
         acc[o] = bias[o];
@@ -84,9 +83,7 @@ static void init_acc(const int32_t *bias, int32_t *acc, int n_out)
 static void fix_even(int32_t *acc, int n_out, uint32_t sum_x)
 {
 #if NN_USE_DSP
-    const uint32_t off = sum_x << 7;
-    for (int32_t *end = acc + asm_outputs(n_out); acc < end; acc += 2)
-        acc[0] = (int32_t)((uint32_t)acc[0] - ((uint32_t)acc[1] << 8) - off);
+    nn_fix_even_m4(acc, asm_outputs(n_out), sum_x << 7);
 #else
     (void)acc, (void)n_out, (void)sum_x;
 #endif

@@ -6,7 +6,7 @@
  * list: n_pairs (even, >= 2) entries {value (int16 lanes), weight row (packed words,
  * nn_runtime.h)}, taken two at a time.  acc[0 .. n_asm) += their contributions,
  * n_asm = 6 * (n_out / 6) + (4 if n_out % 6 >= 4): blocks of six outputs (three words of
- * each row), unrolled four deep and entered Duff-style, then a block of four.  The even
+ * each row), unrolled eight deep and entered Duff-style, then a block of four.  The even
  * outputs take the raw words (their bytes are stored + 128; the caller fixes the sums up),
  * the odd ones SXTB16 ROR #8.  Per block: 22 instructions for 24 MACs. */
 #if defined(__ARM_FEATURE_DSP)
@@ -17,8 +17,8 @@
     .equ    LIST, 0                 @ stack slots: next list entry
     .equ    LEND, 4                 @ end of the list
     .equ    ACC, 8                  @ acc
-    .equ    END, 12                 @ acc + 6 * (n_out / 6)
-    .equ    ENTRY, 16               @ where the unrolled loop is entered (4: no block of six)
+    .equ    ENTRY, 12               @ where the unrolled loop is entered (8: no block of six)
+    .equ    END, 16                 @ acc + 6 * (n_out / 6)
     .equ    TAIL4, 20               @ a block of four after the blocks of six
 
 @ one row (pointer \w, value \v) into accumulators r2-r7: three words, six outputs
@@ -65,28 +65,29 @@ nn_pairs_list_m4:
     movs    r1, #6
     udiv    r1, r3, r1              @ n6
     add     r4, r1, r1, lsl #1
-    add     r5, r2, r4, lsl #3      @ END
-    strd    r2, r5, [sp, #ACC]      @ ACC, END
+    add     r5, r2, r4, lsl #3
+    str     r5, [sp, #END]
     sub     r3, r3, r4, lsl #1      @ n_out % 6
     cmp     r3, #4
     ite     ge
     movge   r3, #1
     movlt   r3, #0
-    and     r1, r1, #3              @ the first pass runs n6 % 4 blocks (4 when 0)
+    str     r3, [sp, #TAIL4]
+    and     r1, r1, #7              @ the first pass runs n6 % 8 blocks (8 when 0)
     cmp     r4, #0
     it      eq
-    moveq   r1, #4                  @ no block of six at all
-    strd    r1, r3, [sp, #ENTRY]    @ ENTRY, TAIL4
+    moveq   r1, #8                  @ no block of six at all
+    strd    r2, r1, [sp, #ACC]      @ ACC, ENTRY
 .Lpair:
     ldr     r1, [sp, #LIST]
     ldm     r1!, {r10, r11, r12, lr} @ value 0, row 0, value 1, row 1
     str     r1, [sp, #LIST]
-    ldr     r0, [sp, #ACC]
-    ldr     r1, [sp, #ENTRY]
-    tbb     [pc, r1]
+    ldrd    r0, r1, [sp, #ACC]      @ acc, entry
+    tbh     [pc, r1, lsl #1]
 .Ltab:
-    .byte   (.Lb0 - .Ltab) / 2, (.Lb3 - .Ltab) / 2, (.Lb2 - .Ltab) / 2, (.Lb1 - .Ltab) / 2
-    .byte   (.Ltail - .Ltab) / 2, 0
+    .hword  (.Lb0 - .Ltab) / 2, (.Lb7 - .Ltab) / 2, (.Lb6 - .Ltab) / 2, (.Lb5 - .Ltab) / 2
+    .hword  (.Lb4 - .Ltab) / 2, (.Lb3 - .Ltab) / 2, (.Lb2 - .Ltab) / 2, (.Lb1 - .Ltab) / 2
+    .hword  (.Ltail - .Ltab) / 2, 0
 .Lb0:
     BLOCK6
 .Lb1:
@@ -94,6 +95,14 @@ nn_pairs_list_m4:
 .Lb2:
     BLOCK6
 .Lb3:
+    BLOCK6
+.Lb4:
+    BLOCK6
+.Lb5:
+    BLOCK6
+.Lb6:
+    BLOCK6
+.Lb7:
     BLOCK6
     ldr     r1, [sp, #END]
     cmp     r0, r1
@@ -284,4 +293,69 @@ nn_scan_u8_m4:
     sub     r0, r0, #16             @ this block again, after a flush
     b       9b
     .size   nn_scan_u8_m4, . - nn_scan_u8_m4
+#endif
+
+/* Set-up and fix-up of the even accumulators around the raw-word sums (nn_dense_s8.c):
+ * void nn_init_raw_m4(int32_t *acc, const int32_t *bias, int n);
+ *   acc[2j] = bias[2j] + (bias[2j+1] << 8), acc[2j+1] = bias[2j+1]
+ * void nn_fix_even_m4(int32_t *acc, int n, uint32_t off);
+ *   acc[2j] -= (acc[2j+1] << 8) + off
+ * n even, >= 0; four accumulators per LDM/STM. */
+#if defined(__ARM_FEATURE_DSP)
+    .global nn_init_raw_m4
+    .type   nn_init_raw_m4, %function
+    .align  2
+    .thumb_func
+nn_init_raw_m4:
+    push    {r4-r6, lr}
+    add     r2, r0, r2, lsl #2      @ end
+    sub     r3, r2, r0
+    tst     r3, #8                  @ n & 2
+    beq     1f
+    ldrd    r3, r4, [r1], #8
+    add     r3, r3, r4, lsl #8
+    strd    r3, r4, [r0], #8
+1:
+    cmp     r0, r2
+    beq     2f
+3:
+    ldm     r1!, {r3-r6}
+    add     r3, r3, r4, lsl #8
+    add     r5, r5, r6, lsl #8
+    stm     r0!, {r3-r6}
+    cmp     r0, r2
+    bne     3b
+2:
+    pop     {r4-r6, pc}
+    .size   nn_init_raw_m4, . - nn_init_raw_m4
+
+    .global nn_fix_even_m4
+    .type   nn_fix_even_m4, %function
+    .align  2
+    .thumb_func
+nn_fix_even_m4:
+    push    {r4-r6, lr}
+    add     r1, r0, r1, lsl #2      @ end
+    sub     r3, r1, r0
+    tst     r3, #8                  @ n & 2
+    beq     1f
+    ldrd    r3, r4, [r0]
+    sub     r3, r3, r4, lsl #8
+    sub     r3, r3, r2
+    str     r3, [r0], #8
+1:
+    cmp     r0, r1
+    beq     2f
+3:
+    ldm     r0, {r3-r6}
+    sub     r3, r3, r4, lsl #8
+    sub     r3, r3, r2
+    sub     r5, r5, r6, lsl #8
+    sub     r5, r5, r2
+    stm     r0!, {r3-r6}
+    cmp     r0, r1
+    bne     3b
+2:
+    pop     {r4-r6, pc}
+    .size   nn_fix_even_m4, . - nn_fix_even_m4
 #endif
