@@ -348,6 +348,19 @@ static void test_requant(void)
             hash_bytes(got, n_ch);
         }
     }
+    /* dense, shifts above and below 33 mixed: the assembly hands a channel back mid-way */
+    for (int trial = 0; trial < 8; trial++) {
+        const int n_ch = rnd_in(1, 64), zp = rnd_in(-128, 127);
+        for (int c = 0; c < n_ch; c++) {
+            mult[c] = rnd_in(1 << 30, 2147483647);
+            shift[c] = (int8_t)(rnd() % 4 == 0 ? rnd_in(20, 32) : rnd_in(33, 45));
+            acc[c] = rnd_acc(24);
+            want[c] = requant_expect(acc[c], mult[c], shift[c], zp, -128, 127);
+        }
+        nn_requant_ch_s8(acc, got, n_ch, 1, mult, shift, zp, -128, 127);
+        check_bytes("nn_requant_ch_s8 mixed shifts", want, got, n_ch, n_ch, trial);
+        hash_bytes(got, n_ch);
+    }
     /* inner > 1 (conv channels), in place over the accumulators */
     for (int c = 0; c < 4; c++) {
         mult[c] = rnd_in(1 << 30, 2147483647);
