@@ -24,6 +24,8 @@ typedef struct {
 #if NN_USE_DSP
 /* nn_dense_s8_m4.S: acc[0 .. asm_outputs(n_out)) += the n (even) pairs of list */
 void nn_pairs_list_m4(const pair_t *list, int n, int32_t *acc, int n_out);
+/* the same for one entry */
+void nn_pair1_m4(const pair_t *p, int32_t *acc, int n_out);
 
 /* even accumulators around the raw-word sums: set-up from the bias, fix-up at the end */
 void nn_init_raw_m4(int32_t *acc, const int32_t *bias, int n);
@@ -43,14 +45,16 @@ static inline int asm_outputs(int n_out)
 }
 #endif
 
-/* acc += the contributions of list[0 .. n), n even: the assembly, then plain sums for the
+/* acc += the contributions of list[0 .. n): the assembly, then plain sums for the
  * outputs it does not cover (all of them without the DSP extension) */
 static void run_list(const pair_t *list, int n, int32_t *acc, int n_out)
 {
     const int o0 = asm_outputs(n_out);
 #if NN_USE_DSP
-    if (o0)
-        nn_pairs_list_m4(list, n, acc, n_out);
+    if (o0 && n >= 2)
+        nn_pairs_list_m4(list, n & ~1, acc, n_out);
+    if (o0 && (n & 1))
+        nn_pair1_m4(list + n - 1, acc, n_out);
 #endif
     if (o0 == n_out)
         return;
@@ -98,14 +102,9 @@ static pair_t *flush_list(pair_t *list, pair_t *pl, int32_t *acc, int n_out)
     return list + (n & 1);
 }
 
-/* the rest of the list; a last odd pair goes with a zero partner (adds exactly 0) */
+/* the rest of the list */
 static void finish_list(pair_t *list, pair_t *pl, int32_t *acc, int n_out)
 {
-    if ((pl - list) & 1) {
-        pl->v = 0;
-        pl->w = list[0].w;
-        pl++;
-    }
     if (pl > list)
         run_list(list, (int)(pl - list), acc, n_out);
 }
@@ -132,7 +131,7 @@ const uint8_t *nn_scan_u8_m4(const uint8_t *x, const uint8_t *end, scan_t *st, i
 void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw, const int32_t *bias,
                        int32_t *acc, int n_out)
 {
-    pair_t list[LIST_MAX + 1], *pl = list; /* + 1: the zero partner */
+    pair_t list[LIST_MAX], *pl = list;
     int i = 0;
     uint32_t sum_x = 0;
     init_acc(bias, acc, n_out);
@@ -212,7 +211,7 @@ static uint32_t sum_s8(const int8_t *x, int n, int zx)
 void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int nw, const int32_t *bias,
                        int32_t *acc, int n_out)
 {
-    pair_t list[LIST_MAX + 1], *pl = list;
+    pair_t list[LIST_MAX], *pl = list;
     int i = 0;
     uint32_t sum_x = 0;
     const uint32_t zx4 = (uint8_t)zx * 0x01010101u;

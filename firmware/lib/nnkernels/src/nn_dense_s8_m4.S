@@ -19,7 +19,7 @@
     .equ    ACC, 8                  @ acc
     .equ    ENTRY, 12               @ where the unrolled loop is entered (8: no block of six)
     .equ    END, 16                 @ acc + 6 * (n_out / 6)
-    .equ    TAIL4, 20               @ a block of four after the blocks of six
+    .equ    TAILJ, 20               @ after the blocks of six: .Ltail4 or .Lnext (Thumb bit set)
 
 @ one row (pointer \w, value \v) into accumulators r2-r7: three words, six outputs
     .macro  ROW6 w, v
@@ -70,16 +70,19 @@ nn_pairs_list_m4:
     sub     r3, r3, r4, lsl #1      @ n_out % 6
     cmp     r3, #4
     ite     ge
-    movge   r3, #1
-    movlt   r3, #0
-    str     r3, [sp, #TAIL4]
+    adrge.w r3, .Ltail4
+    adrlt.w r3, .Lnext
+    orr     r3, r3, #1
+    str     r3, [sp, #TAILJ]
     and     r1, r1, #7              @ the first pass runs n6 % 8 blocks (8 when 0)
     cmp     r4, #0
     it      eq
     moveq   r1, #8                  @ no block of six at all
     strd    r2, r1, [sp, #ACC]      @ ACC, ENTRY
-.Lpair:
-    ldr     r1, [sp, #LIST]
+.Lnext:
+    ldrd    r1, r2, [sp, #LIST]
+    cmp     r1, r2
+    beq     .Ldone
     ldm     r1!, {r10, r11, r12, lr} @ value 0, row 0, value 1, row 1
     str     r1, [sp, #LIST]
     ldrd    r0, r1, [sp, #ACC]      @ acc, entry
@@ -108,19 +111,49 @@ nn_pairs_list_m4:
     cmp     r0, r1
     bne     .Lb0
 .Ltail:
-    ldr     r1, [sp, #TAIL4]
-    cbz     r1, .Lnext
+    ldr     pc, [sp, #TAILJ]
+.Ltail4:
     ldm     r0, {r2-r5}
     ROW4    r11, r10
     ROW4    lr, r12
     stm     r0, {r2-r5}
-.Lnext:
-    ldrd    r0, r1, [sp, #LIST]
-    cmp     r0, r1
-    bne     .Lpair
+    b       .Lnext
+.Ldone:
     add     sp, sp, #24
     pop     {r4-r11, pc}
     .size   nn_pairs_list_m4, . - nn_pairs_list_m4
+
+/* void nn_pair1_m4(const nn_pair_t *p, int32_t *acc, int n_out);
+ * the same for a single list entry (the last of an odd count): 14 instructions per block */
+    .global nn_pair1_m4
+    .type   nn_pair1_m4, %function
+    .align  2
+    .thumb_func
+nn_pair1_m4:
+    push    {r4-r11, lr}
+    ldm     r0, {r10, r11}          @ value, row
+    mov     r0, r1
+    movs    r1, #6
+    udiv    r1, r2, r1              @ n6
+    add     r3, r1, r1, lsl #1
+    add     r12, r0, r3, lsl #3     @ acc + 6 * n6
+    sub     lr, r2, r3, lsl #1      @ n_out % 6
+    cbz     r1, 2f
+1:
+    ldm     r0, {r2-r7}
+    ROW6    r11, r10
+    stm     r0!, {r2-r7}
+    cmp     r0, r12
+    bne     1b
+2:
+    cmp     lr, #4
+    blt     3f
+    ldm     r0, {r2-r5}
+    ROW4    r11, r10
+    stm     r0, {r2-r5}
+3:
+    pop     {r4-r11, pc}
+    .size   nn_pair1_m4, . - nn_pair1_m4
 #endif
 
 /* Requantisation of dense outputs (nn_requant_ch_s8, inner 1, range [-128, 127]):
