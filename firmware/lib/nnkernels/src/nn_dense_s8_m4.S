@@ -356,14 +356,14 @@ nn_scan_u8_m4:
  *   acc[2j] = bias[2j] + (bias[2j+1] << 8), acc[2j+1] = bias[2j+1]
  * void nn_fix_even_m4(int32_t *acc, int n, uint32_t off);
  *   acc[2j] -= (acc[2j+1] << 8) + off
- * n even, >= 0; four accumulators per LDM/STM. */
+ * n even, >= 0; eight accumulators per LDM/STM. */
 #if defined(__ARM_FEATURE_DSP)
     .global nn_init_raw_m4
     .type   nn_init_raw_m4, %function
     .align  2
     .thumb_func
 nn_init_raw_m4:
-    push    {r4-r6, lr}
+    push    {r4-r11, lr}
     add     r2, r0, r2, lsl #2      @ end
     sub     r3, r2, r0
     tst     r3, #8                  @ n & 2
@@ -372,17 +372,27 @@ nn_init_raw_m4:
     add     r3, r3, r4, lsl #8
     strd    r3, r4, [r0], #8
 1:
-    cmp     r0, r2
-    beq     2f
-3:
+    sub     r3, r2, r0
+    tst     r3, #16                 @ n & 4
+    beq     4f
     ldm     r1!, {r3-r6}
     add     r3, r3, r4, lsl #8
     add     r5, r5, r6, lsl #8
     stm     r0!, {r3-r6}
+4:
+    cmp     r0, r2
+    beq     2f
+3:                                  @ eight per pass
+    ldm     r1!, {r3-r10}
+    add     r3, r3, r4, lsl #8
+    add     r5, r5, r6, lsl #8
+    add     r7, r7, r8, lsl #8
+    add     r9, r9, r10, lsl #8
+    stm     r0!, {r3-r10}
     cmp     r0, r2
     bne     3b
 2:
-    pop     {r4-r6, pc}
+    pop     {r4-r11, pc}
     .size   nn_init_raw_m4, . - nn_init_raw_m4
 
     .global nn_fix_even_m4
@@ -390,7 +400,7 @@ nn_init_raw_m4:
     .align  2
     .thumb_func
 nn_fix_even_m4:
-    push    {r4-r6, lr}
+    push    {r4-r11, lr}
     add     r1, r0, r1, lsl #2      @ end
     sub     r3, r1, r0
     tst     r3, #8                  @ n & 2
@@ -400,18 +410,32 @@ nn_fix_even_m4:
     sub     r3, r3, r2
     str     r3, [r0], #8
 1:
-    cmp     r0, r1
-    beq     2f
-3:
+    sub     r3, r1, r0
+    tst     r3, #16                 @ n & 4
+    beq     4f
     ldm     r0, {r3-r6}
     sub     r3, r3, r4, lsl #8
     sub     r3, r3, r2
     sub     r5, r5, r6, lsl #8
     sub     r5, r5, r2
     stm     r0!, {r3-r6}
+4:
+    cmp     r0, r1
+    beq     2f
+3:                                  @ eight per pass
+    ldm     r0, {r3-r10}
+    sub     r3, r3, r4, lsl #8
+    sub     r3, r3, r2
+    sub     r5, r5, r6, lsl #8
+    sub     r5, r5, r2
+    sub     r7, r7, r8, lsl #8
+    sub     r7, r7, r2
+    sub     r9, r9, r10, lsl #8
+    sub     r9, r9, r2
+    stm     r0!, {r3-r10}
     cmp     r0, r1
     bne     3b
 2:
-    pop     {r4-r6, pc}
+    pop     {r4-r11, pc}
     .size   nn_fix_even_m4, . - nn_fix_even_m4
 #endif
