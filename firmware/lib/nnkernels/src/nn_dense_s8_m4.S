@@ -163,7 +163,7 @@ nn_pair1_m4:
  * y[c] = SSAT8((((acc[c] * mult[c]) >> 32 >> (shift[c] - 33)) + 1) >> 1) + zp), requant_hi
  * (nn_internal.h), while shift[c] >= 33; returns the number of outputs done (n, or the
  * first c with shift[c] < 33).  y may be acc (each word is read before its bytes are
- * written).  About 10 instructions per output, four at a time. */
+ * written).  About 9 instructions per output, four at a time. */
 #if defined(__ARM_FEATURE_DSP)
     .global nn_requant_hi_m4
     .type   nn_requant_hi_m4, %function
@@ -182,34 +182,52 @@ nn_pair1_m4:
     strb    \a, [r1], #1
     .endm
 
+@ the same in a group of four: the shift - 33 is byte \b of r8
+    .macro  REQ4 a, m, b
+    smmul   \a, \a, \m
+    uxtb    \m, r8, ror #\b
+    asr     \a, \a, \m
+    adds    \a, \a, #1
+    add     \a, r5, \a, asr #1
+    ssat    \a, #8, \a
+    strb    \a, [r1], #1
+    .endm
+
 nn_requant_hi_m4:
-    push    {r4-r11, lr}
-    ldrd    r4, r5, [sp, #36]       @ shift, zp
-    mov     r8, r1                  @ y at the start
+    push    {r1, r4-r11, lr}        @ [sp]: y at the start
+    ldrd    r4, r5, [sp, #40]       @ shift, zp
     adds    r2, r1, r2              @ y end
     sub     r9, r2, #3
     cmp     r1, r9
     bge     3f
 1:                                  @ four outputs per pass (LDM)
+    ldr     r8, [r4], #4            @ four shifts
+    sub     r8, r8, #0x21212121     @ each - 33: no borrow while all are >= 33
+    tst     r8, #0x80808080
+    bne     5f                      @ one is below 33: one at a time up to it
     ldm     r0!, {r6, r7, r10, r11}
     ldm     r3!, {r12, lr}
-    REQ1    r6, r12
-    REQ1    r7, lr
+    REQ4    r6, r12, 0
+    REQ4    r7, lr, 8
     ldm     r3!, {r12, lr}
-    REQ1    r10, r12
-    REQ1    r11, lr
+    REQ4    r10, r12, 16
+    REQ4    r11, lr, 24
     cmp     r1, r9
     blt     1b
 3:
-    cmp     r1, r2                  @ the last 0..3 outputs
+    cmp     r1, r2                  @ one at a time (the last 0..3 outputs)
     beq     4f
     ldr     r6, [r0], #4
     ldr     r12, [r3], #4
     REQ1    r6, r12
     b       3b
+5:
+    sub     r4, r4, #4
+    b       3b
 4:
-    sub     r0, r1, r8
-    pop     {r4-r11, pc}
+    ldr     r0, [sp]
+    sub     r0, r1, r0
+    pop     {r1, r4-r11, pc}
     .size   nn_requant_hi_m4, . - nn_requant_hi_m4
 #endif
 
