@@ -79,6 +79,12 @@ nn_pairs_list_m4:
     it      eq
     moveq   r1, #8                  @ no block of six at all
     strd    r2, r1, [sp, #ACC]      @ ACC, ENTRY
+    b       .Lnext
+.Ltail4:                            @ placed here so that it falls into .Lnext
+    ldm     r0, {r2-r5}
+    ROW4    r11, r10
+    ROW4    lr, r12
+    stm     r0, {r2-r5}
 .Lnext:
     ldrd    r1, r2, [sp, #LIST]
     cmp     r1, r2
@@ -112,12 +118,6 @@ nn_pairs_list_m4:
     bne     .Lb0
 .Ltail:
     ldr     pc, [sp, #TAILJ]
-.Ltail4:
-    ldm     r0, {r2-r5}
-    ROW4    r11, r10
-    ROW4    lr, r12
-    stm     r0, {r2-r5}
-    b       .Lnext
 .Ldone:
     add     sp, sp, #24
     pop     {r4-r11, pc}
@@ -316,14 +316,13 @@ nn_dense10_m4:
     uxtb16  r8, \q
     uxtb16  r9, \q, ror #8
     pkhbt   \q, r8, r9, lsl #16     @ (b0, b1)
-    pkhtb   r9, r9, r8, asr #16     @ (b2, b3)
+    pkhtb   r3, r9, r8, asr #16     @ (b2, b3)
     cbz     \q, 5f
     strd    \q, r10, [r2], #8
 5:
+    cbz     r3, 7f
     add     r8, r10, r11            @ the second pair's row
-    cmp     r9, #0
-    it      ne
-    strdne  r9, r8, [r2], #8
+    strd    r3, r8, [r2], #8
 7:
     add     r10, r10, r11, lsl #1
     .endm
@@ -335,7 +334,6 @@ nn_dense10_m4:
 nn_scan_u8_m4:
     push    {r2, r4-r11, lr}        @ [sp]: st
     mov     r11, r3                 @ bytes per row
-    ldr     r3, [sp, #40]           @ limit
     ldm     r2, {r2, r10, r12}      @ list end, row, sum
     mov     lr, #0
     cmp     r0, r1
@@ -354,6 +352,7 @@ nn_scan_u8_m4:
     stm     r8, {r2, r10, r12}
     pop     {r2, r4-r11, pc}
 4:
+    ldr     r3, [sp, #40]           @ limit
     cmp     r2, r3
     bhi     8f
     WORDP   r4
