@@ -146,35 +146,9 @@ void nn_dense_pairs_u8(const uint8_t *x, int n_in, const uint32_t *w, int nw, co
         i = n_in & ~15;
     }
 #endif
-    for (; i + 8 <= n_in; i += 8) {
-        uint32_t q0, q1; /* eight zero pixels (most of an MNIST image): one test */
-        memcpy(&q0, x + i, 4);
-        memcpy(&q1, x + i + 4, 4);
-        if ((q0 | q1) == 0)
-            continue;
-#if NN_USE_DSP
-        sum_x = __usada8(q1, 0u, __usada8(q0, 0u, sum_x));
-#else
-        sum_x += (q0 & 0xffu) + ((q0 >> 8) & 0xffu) + ((q0 >> 16) & 0xffu) + (q0 >> 24);
-        sum_x += (q1 & 0xffu) + ((q1 >> 8) & 0xffu) + ((q1 >> 16) & 0xffu) + (q1 >> 24);
-#endif
-        if (pl > list + LIST_MAX - 4)
-            pl = flush_list(list, pl, acc, n_out);
-        /* the pixel pair (b0, b1) of a half word -> lanes b0 | b1 << 16 */
-        const uint32_t *row = w + (long)(i >> 1) * nw;
-        if (q0 & 0xffffu)
-            ADD_PAIR(row, (int32_t)((q0 & 0xffu) | ((q0 & 0xff00u) << 8)));
-        row += nw;
-        if (q0 >> 16)
-            ADD_PAIR(row, (int32_t)(((q0 >> 16) & 0xffu) | ((q0 >> 24) << 16)));
-        row += nw;
-        if (q1 & 0xffffu)
-            ADD_PAIR(row, (int32_t)((q1 & 0xffu) | ((q1 & 0xff00u) << 8)));
-        row += nw;
-        if (q1 >> 16)
-            ADD_PAIR(row, (int32_t)(((q1 >> 16) & 0xffu) | ((q1 >> 24) << 16)));
-    }
-    for (; i < n_in; i += 2) { /* the last 0..7 pixels; an odd last one pairs with a zero */
+    /* the rest (all of it for pixels that are not word-aligned, or without the DSP extension),
+     * a pair at a time; an odd last pixel pairs with a zero */
+    for (; i < n_in; i += 2) {
         const uint32_t a = x[i], b = i + 1 < n_in ? x[i + 1] : 0;
         sum_x += a + b;
         if (a | b) {
@@ -196,10 +170,11 @@ static uint32_t sum_s8(const int8_t *x, int n, int zx)
 {
     uint32_t s = 0;
     int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        uint32_t q;
-        memcpy(&q, x + i, 4);
-        s = __usada8(q ^ 0x80808080u, 0u, s); /* x + 128 */
+    for (; i + 8 <= n; i += 8) {
+        uint32_t q0, q1;
+        memcpy(&q0, x + i, 4);
+        memcpy(&q1, x + i + 4, 4);
+        s = __usada8(q1 ^ 0x80808080u, 0u, __usada8(q0 ^ 0x80808080u, 0u, s)); /* x + 128 */
     }
     s -= 128u * (uint32_t)i;
     for (; i < n; i++)
