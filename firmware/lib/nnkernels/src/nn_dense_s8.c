@@ -19,7 +19,7 @@ typedef struct {
     int32_t v;
     const uint32_t *w;
 } pair_t;
-#define LIST_MAX 64 /* 512 bytes of stack */
+#define LIST_MAX 96 /* 768 bytes of stack */
 
 #if NN_USE_DSP
 /* nn_dense_s8_m4.S: acc[0 .. asm_outputs(n_out)) += the n (even) pairs of list */
