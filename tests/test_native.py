@@ -102,8 +102,9 @@ RAM_BUDGET = 2560        # bytes of .data + .bss for the seed MLP's library (the
 FRAME_BUDGET = 384       # bytes of stack frame for any one function of the library (nn_dense_f32: 336, its
                          # batch of 32 gathered nonzero inputs), no large arrays...
 # ...except nn_conv2d_s8, which gathers two output pixels' taps on the stack instead of in a scratch
-# buffer (variable-length arrays: 8 bytes per tap of C*KH*KW plus 5 per output channel; 760 B for the CNN)
-STACK_BY_DESIGN = {"nn_conv2d_s8"}
+# buffer (variable-length arrays: 8 bytes per tap of C*KH*KW plus 5 per output channel; 760 B for the CNN),
+# and the int8 dense kernels, which gather up to 96 nonzero input pairs (768 B) for each assembly pass
+STACK_BY_DESIGN = {"nn_conv2d_s8", "nn_dense_pairs_u8", "nn_dense_pairs_s8"}
 
 
 def _size_columns(obj):
