@@ -38,8 +38,10 @@ void nn_matmul_f32(const float *a, const float *b, float *y, int m, int k, int n
 /* ---- int8 kernels (int32 accumulation, fixed-point requantisation) ---- */
 void nn_lut_u8_s8(const uint8_t *x, const int8_t *lut, int8_t *y, int n);
 /* acc[o] = bias[o] + sum_i w[o][i] * (x[i] - zx), visiting only the input pairs
- * (x[2k], x[2k+1]) that are not both zero, two pairs per pass over the weights
- * (no scratch memory).  Packed weights, one row of words per input pair:
+ * (x[2k], x[2k+1]) that are not both zero: gathered on the stack (up to 96 at a time, 768 B;
+ * no scratch memory), then two pairs per pass over the weights (nn_dense_s8_m4.S on the DSP
+ * extension; a ten-output layer keeps every accumulator in a register instead).
+ * Packed weights, one row of words per input pair:
  * w[k*nw + j] = w[2j][2k], w[2j+1][2k], w[2j][2k+1], w[2j+1][2k+1] (bytes, low first),
  * nw = ceil(n_out/2), with the bytes of even outputs (w[2j][.], padding too) stored + 128
  * (bit 7 flipped; ops/gemm.py pack_pairs).  acc must not overlap x. */
