@@ -311,6 +311,9 @@ static void test_dense_s8(void)
         for (int pattern = 0; pattern < N_PATTERNS; pattern++)
             dense_s8_case(n_in, OUTS[k], pattern);
     }
+    for (int a = 0; a < N_SIZES; a++) /* the ten-output head with few inputs (one pair, odd counts) */
+        for (int pattern = 0; pattern < N_PATTERNS; pattern++)
+            dense_s8_case(SIZES[a], 10, pattern);
     end("dense_s8");
 }
 
