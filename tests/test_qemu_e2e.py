@@ -151,3 +151,22 @@ def test_serial_target_against_a_hand_started_qemu_reports_instructions(build_en
     assert "emulated instructions/inference" in out.stdout and "cycles" not in out.stdout, out.stdout
     r = json.loads((tmp_path / "s.json").read_text())
     assert r["target"] == "serial" and r["tick_unit"] == "emulated instructions" and "cycles_per_inference" not in r
+
+
+def test_qemu_threads_share_one_cpu_per_instance(build_env):
+    """Issue 9: all threads of one QEMU run on one CPU (a byte's hand-over between QEMU's I/O
+    and vCPU threads is then a plain context switch: about a quarter less host CPU per byte),
+    and several instances are spread over the CPUs this process may use."""
+    import os
+    from pathlib import Path
+
+    from mnist_mcu.qemu import cpu_slot
+
+    cpus = sorted(os.sched_getaffinity(0))
+    assert [cpu_slot(i) for i in range(len(cpus) + 1)] == cpus + cpus[:1]
+    env = build_env("qemu_f405_int8")
+    with Qemu(env.elf, env.qemu_machine, timeout=5, cpu=cpu_slot(1)) as q:
+        tasks = list(Path(f"/proc/{q.proc.pid}/task").iterdir())
+        assert len(tasks) >= 2  # the I/O thread and the vCPU thread at least
+        assert {t.name: os.sched_getaffinity(int(t.name)) for t in tasks} == {t.name: {cpu_slot(1)} for t in tasks}
+        assert q.device.info().input_size == 784

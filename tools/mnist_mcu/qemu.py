@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -74,6 +75,32 @@ def _die_with_parent():
         pass
 
 
+def cpu_slot(i: int) -> int | None:
+    """The CPU for the i-th of several QEMU instances: round robin over the CPUs this process
+    may use (None where the OS cannot pin).
+
+    Pinning all of one QEMU's threads to one CPU cuts its host CPU per UART byte by about a
+    quarter (measured 39 -> 28 us with 3 instances on 2 cores): every byte passes between
+    QEMU's I/O thread and its vCPU thread, and a wake-up on the same CPU is a plain context
+    switch, not a cross-CPU wake-up."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    return cpus[i % len(cpus)] if cpus else None
+
+
+def _preexec(pdeathsig: bool, cpu: int | None):
+    """Runs in the child before exec: parent-death signal, and the CPU all QEMU's threads share."""
+    if pdeathsig:
+        _die_with_parent()
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except (AttributeError, OSError):
+            pass
+
+
 def _pdeathsig_ok() -> bool:
     # Linux sends the parent-death signal when the *thread* that forked exits, so it is
     # only safe from the main thread (which lives as long as the process).
@@ -98,7 +125,7 @@ class Qemu:
     """One QEMU instance running `elf` on `machine`, with a connected `Device` in `.device`."""
 
     def __init__(self, elf, machine: str, timeout: float = 5.0, retries: int = 2,
-                 boot_timeout: float = 15.0, name: str | None = None, extra_args=()):
+                 boot_timeout: float = 15.0, name: str | None = None, extra_args=(), cpu: int | None = None):
         self.elf = Path(elf)
         self.machine = machine
         self.timeout = timeout
@@ -106,6 +133,7 @@ class Qemu:
         self.boot_timeout = boot_timeout
         self.name = name or f"qemu {machine}"
         self.extra_args = list(extra_args)
+        self.cpu = cpu
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.device: Device | None = None
@@ -132,9 +160,10 @@ class Qemu:
             raise UserError(f"firmware {self.elf} not found; build it first (pio run -e <env>)")
         self.port = free_port()
         self._stderr = tempfile.TemporaryFile()
+        pdeathsig = _pdeathsig_ok()
+        preexec = functools.partial(_preexec, pdeathsig, self.cpu) if pdeathsig or self.cpu is not None else None
         self.proc = subprocess.Popen(self.command(self.port), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self._stderr,
-                                     preexec_fn=_die_with_parent if _pdeathsig_ok() else None)
+                                     stdout=subprocess.DEVNULL, stderr=self._stderr, preexec_fn=preexec)
         with _live_lock:
             _live.add(self.proc)
 

@@ -153,12 +153,13 @@ def stream(devices, pixels, options: StreamOptions) -> DeviceRun:
 
 def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: StreamOptions | None = None) -> DeviceRun:
     """Boot `jobs` QEMU instances of `elf` and stream the images through all of them."""
-    from ..qemu import Qemu, start_all, stop_all
+    from ..qemu import Qemu, cpu_slot, start_all, stop_all
 
     options = options or StreamOptions(window=DEFAULT_WINDOW_QEMU)
     jobs = max(1, min(jobs, len(pixels)))
     t0 = time.monotonic()
-    instances = [Qemu(elf, machine, timeout=options.timeout, name=f"qemu {machine} #{i}") for i in range(jobs)]
+    instances = [Qemu(elf, machine, timeout=options.timeout, name=f"qemu {machine} #{i}", cpu=cpu_slot(i))
+                 for i in range(jobs)]
     try:
         start_all(instances)
         devices = [q.device for q in instances if q.device is not None]
