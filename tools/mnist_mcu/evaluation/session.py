@@ -160,8 +160,8 @@ def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: Strea
     options = options or StreamOptions(window=DEFAULT_WINDOW_QEMU)
     jobs = max(1, min(jobs, len(pixels)))
     t0 = time.monotonic()
-    instances = [Qemu(elf, machine, timeout=options.timeout, name=f"qemu {machine} #{i}", cpu=cpu_slot(i))
-                 for i in range(jobs)]
+    instances = [Qemu(elf, machine, timeout=options.timeout, name=f"qemu {machine} #{i}", cpu=cpu_slot(i),
+                      unix_socket=True) for i in range(jobs)]
     try:
         start_all(instances)
         devices = [q.device for q in instances if q.device is not None]
