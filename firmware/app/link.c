@@ -24,7 +24,7 @@ static link_status_t status(uint8_t code, uint8_t detail)
 }
 
 /* Collects wire bytes up to a 0x00. Returns the length, or -1 on overflow. */
-static int read_wire(void)
+static int read_wire_bytes(void)
 {
     size_t n = 0;
     for (;;) {
@@ -44,6 +44,14 @@ static int read_wire(void)
         }
         rx[n++] = (uint8_t)c;
     }
+}
+
+static int read_wire(void)
+{
+    bsp_uart_rx_begin(); /* once per frame, not per byte: each start of the timer costs QEMU a wake-up */
+    int n = read_wire_bytes();
+    bsp_uart_rx_end();
+    return n;
 }
 
 link_status_t link_receive(frame_t *frame)

@@ -12,7 +12,11 @@ extern "C" {
 
 void bsp_init(void); /* clocks, FPU, UART, timer */
 void bsp_uart_write(const uint8_t *buf, size_t len);
-int bsp_uart_getc(void);    /* blocking; returns 0..255 */
+int bsp_uart_getc(void); /* blocking; returns 0..255; only between the two calls below */
+/* Bracket every run of bsp_uart_getc() calls (a whole frame): waiting for the host is not
+ * counted by bsp_ticks(), and an emulator with nothing to do has no timer to spin on. */
+void bsp_uart_rx_begin(void);
+void bsp_uart_rx_end(void);
 uint32_t bsp_ticks(void);   /* free-running timer, wraps */
 uint32_t bsp_tick_hz(void); /* frequency of bsp_ticks */
 uint32_t bsp_cpu_hz(void);

@@ -70,7 +70,31 @@ def open_serial(url: str, baudrate: int = 115200, timeout: float = 0.05):
         raise UserError(f"cannot open serial port {url}: {msg}") from None
 
 
+class UnixSocketSerial:
+    """The few pyserial calls Device makes, over a connected Unix stream socket (QEMU's
+    `-serial unix:PATH`). Raises OSError when nothing listens at `path` yet."""
+
+    def __init__(self, path, write_timeout: float = 10.0):
+        self.port = f"unix:{path}"
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._socket.connect(str(path))
+        except OSError:
+            self._socket.close()
+            raise
+        self._socket.settimeout(write_timeout)  # reads select first, so only writes can wait
+
+    def write(self, data: bytes) -> int:
+        self._socket.sendall(data)
+        return len(data)
+
+    def close(self):
+        self._socket.close()
+
+
 def _is_raw_socket(ser) -> bool:
+    if isinstance(ser, UnixSocketSerial):
+        return True
     try:
         from serial.urlhandler.protocol_socket import Serial as SocketSerial
     except ImportError:

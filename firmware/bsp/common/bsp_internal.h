@@ -28,9 +28,4 @@ void ticks_poll_masked(void);
 void stack_guard_init(void);
 int stack_guard_hit(uint32_t sp); /* an exception frame at sp would overlap the guard */
 
-/* Common: stop/restart the SysTick tick counter around an idle wait (ticks.c), so an
- * emulator with nothing to do has no timer deadline to spin towards. */
-void ticks_pause(void);
-void ticks_resume(void);
-
 #endif /* BSP_INTERNAL_H */

@@ -41,12 +41,11 @@ static int rx_ready(void) { return (UART_STATE & STATE_RX_FULL) != 0; }
 
 int bsp_uart_getc(void)
 {
-    ticks_pause(); /* waiting for the host is not counted, and leaves no timer to spin on */
-    if (!rx_ready())
-        wait_for_irq(UART0_RX_IRQ, rx_ready);
+    wait_for_irq(UART0_RX_IRQ, rx_ready);
+    /* The RX interrupt is latched until cleared: clear it before reading DATA, so the next
+     * byte (which may arrive as soon as DATA is read) raises the line again (idle.c). */
+    UART_INTCLR = INT_RX;
     int c = (int)(UART_DATA & 0xFFu);
-    UART_INTCLR = INT_RX; /* the RX interrupt is latched until cleared */
-    ticks_resume();
     return c;
 }
 

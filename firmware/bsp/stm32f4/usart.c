@@ -45,10 +45,7 @@ int bsp_uart_getc(void)
 {
     /* Reading SR then DR also clears an overrun, so a lost byte cannot wedge
      * the receiver; the protocol's CRC catches the damage. */
-    ticks_pause(); /* waiting for the host is not counted, and leaves no timer to spin on */
-    if (!rx_ready())
-        wait_for_irq(console_irq, rx_ready);
+    wait_for_irq(console_irq, rx_ready); /* SR is read once the line is pending (idle.c) */
     int c = (int)(USART_DR(console) & 0xFFu);
-    ticks_resume();
     return c;
 }
