@@ -189,7 +189,6 @@ void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int
     pair_t list[LIST_MAX], *pl = list;
     int i = 0;
     uint32_t sum_x = 0;
-    const uint32_t zx4 = (uint8_t)zx * 0x01010101u;
     init_acc(bias, acc, n_out);
 #if NN_USE_DSP
     if (n_out == 10 && n_in >= 2) { /* a classifier head: no list, nn_dense10_m4 */
@@ -205,24 +204,6 @@ void nn_dense_pairs_s8(const int8_t *x, int zx, int n_in, const uint32_t *w, int
         return;
     }
 #endif
-    for (; i + 4 <= n_in; i += 4) {
-        uint32_t q; /* four inputs at the zero point (ReLU zeros): one test */
-        memcpy(&q, x + i, 4);
-        if (q == zx4)
-            continue;
-        if (pl > list + LIST_MAX - 2)
-            pl = flush_list(list, pl, acc, n_out);
-        const uint32_t *row = w + (long)(i >> 1) * nw;
-        int32_t a = (int8_t)q - zx, b = (int8_t)(q >> 8) - zx;
-        sum_x += (uint32_t)(a + b);
-        if (a | b)
-            ADD_PAIR(row, pack16(a, b));
-        a = (int8_t)(q >> 16) - zx;
-        b = (int8_t)(q >> 24) - zx;
-        sum_x += (uint32_t)(a + b);
-        if (a | b)
-            ADD_PAIR(row + nw, pack16(a, b));
-    }
     for (; i < n_in; i += 2) {
         const int32_t a = x[i] - zx, b = i + 1 < n_in ? x[i + 1] - zx : 0;
         sum_x += (uint32_t)(a + b);

@@ -26,31 +26,23 @@ void nn_requant_ch_s8(const int32_t *acc, int8_t *y, int n_ch, int inner, const 
     if (inner == 1 && lo == -128 && hi == 127) { /* dense, no clamp but the int8 range: SSAT alone */
         for (int c = 0; c < n_ch;) {             /* nn_dense_s8_m4.S, up to a channel with shift < 33 */
             c += nn_requant_hi_m4(acc + c, y + c, n_ch - c, mult + c, shift + c, zp);
-            if (c < n_ch) {
-                y[c] = requant_s8(acc[c], mult[c], shift[c], zp, lo, hi);
+            if (c < n_ch) { /* shift < 33 (no real layer has one): the reference */
+                nn_requant_ch_s8_ref(acc + c, y + c, 1, 1, mult + c, shift + c, zp, lo, hi);
                 c++;
             }
         }
         return;
     }
 #endif
-    if (inner == 1) { /* dense layers: one output per channel */
-        for (int c = 0; c < n_ch; c++) {
-            const int s = shift[c];
-            y[c] = s >= 33 ? requant_hi(acc[c], mult[c], s, zp, lo, hi)
-                           : requant_s8(acc[c], mult[c], s, zp, lo, hi);
-        }
-        return;
-    }
-    for (int c = 0; c < n_ch; c++) {
+    /* shift < 33 (no real layer has one) goes through the reference, one channel at a time */
+    for (int c = 0; c < n_ch; c++, acc += inner, y += inner) {
         const int32_t m = mult[c];
         const int s = shift[c];
         if (s >= 33)
-            for (int i = 0; i < inner; i++, acc++, y++)
-                *y = requant_hi(*acc, m, s, zp, lo, hi);
+            for (int i = 0; i < inner; i++)
+                y[i] = requant_hi(acc[i], m, s, zp, lo, hi);
         else
-            for (int i = 0; i < inner; i++, acc++, y++)
-                *y = requant_s8(*acc, m, s, zp, lo, hi);
+            nn_requant_ch_s8_ref(acc, y, 1, inner, mult + c, shift + c, zp, lo, hi);
     }
 }
 
