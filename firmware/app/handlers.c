@@ -83,15 +83,16 @@ static void put_f32(writer_t *w, float v)
     put_u32(w, bits);
 }
 
+/* Plain loops here and in image.c keep newlib's strlen/memcpy/memset (0.7 KB) out of the
+ * flash (app_os.py stops GCC from turning such loops back into those calls). */
 static void put_str(writer_t *w, const char *s)
 {
-    size_t len = s ? strlen(s) : 0;
-    if (len > MAX_STR)
-        len = MAX_STR;
+    size_t len = 0;
+    while (s && len < MAX_STR && s[len])
+        len++;
     put_u8(w, (uint8_t)len);
-    if (len)
-        memcpy(w->p + w->n, s, len);
-    w->n += len;
+    for (size_t i = 0; i < len; i++)
+        put_u8(w, (uint8_t)s[i]);
 }
 
 void handlers_init(void) { init_rc = model_init(); }
@@ -172,8 +173,10 @@ static void handle_profile(const frame_t *f)
     }
     if (f->payload[1] & PROFILE_CLEAR) {
         profile_runs = 0;
-        memset(layer_sum, 0, sizeof layer_sum);
-        memset(layer_max, 0, sizeof layer_max);
+        for (unsigned i = 0; i < APP_MAX_LAYERS; i++) {
+            layer_sum[i] = 0;
+            layer_max[i] = 0;
+        }
     }
     link_send(MSG_PROFILE | MSG_REPLY, f->seq, reply, w.n);
 }

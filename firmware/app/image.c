@@ -1,7 +1,5 @@
 #include "image.h"
 
-#include <string.h>
-
 #include "image_tables.h"
 #include "protocol.h"
 
@@ -19,8 +17,8 @@ static int decode_zero_run(const uint8_t *src, size_t len, uint8_t *pixels, size
         }
         if (i == len || src[i] == 0 || src[i] > size - o)
             return DETAIL_BAD_IMAGE;
-        memset(pixels + o, 0, src[i]);
-        o += src[i++];
+        for (size_t end = o + src[i++]; o < end;)
+            pixels[o++] = 0;
     }
     return o == size ? 0 : DETAIL_BAD_IMAGE;
 }
@@ -85,8 +83,8 @@ static int decode_huffman(const uint8_t *src, size_t len, uint8_t *pixels, size_
         int z = get_length(&b, huff_zero_count, huff_zero_symbol, HUFF_ZERO_ESC);
         if (z < 0 || (size_t)z > size - o)
             return DETAIL_BAD_IMAGE;
-        memset(pixels + o, 0, (size_t)z);
-        o += (size_t)z;
+        for (size_t end = o + (size_t)z; o < end;)
+            pixels[o++] = 0;
         if (o == size)
             break;
         int span = get_length(&b, huff_span_count, huff_span_symbol, HUFF_SPAN_ESC);
@@ -116,7 +114,8 @@ int image_decode(uint8_t encoding, const uint8_t *src, size_t len, uint8_t *pixe
     case ENC_RAW:
         if (len != size)
             return DETAIL_BAD_IMAGE;
-        memcpy(pixels, src, size);
+        for (size_t i = 0; i < size; i++)
+            pixels[i] = src[i];
         return 0;
     case ENC_ZERO_RUN:
         return decode_zero_run(src, len, pixels, size);
