@@ -58,7 +58,7 @@ build: setup
 # The main job: data -> model -> C -> firmware -> QEMU, all 10,000 test images.
 ifeq ($(BACKEND),all)
 all: train generate build
-	$(MAIN) $(BIN)/mnist-mcu benchmark
+	$(MAIN) $(BIN)/mnist-mcu benchmark --no-build  # `build` has just built every env
 	$(MAIN) $(BIN)/mnist-mcu report
 else ifeq ($(BACKEND),native)
 all: train generate-native
