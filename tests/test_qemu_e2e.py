@@ -179,7 +179,7 @@ def test_profile_per_layer_on_the_device(build_env, env_name, mnist_dir):
         assert [p.macs for p in fresh if p.macs] == EXPECTED_MACS[env_name]
         assert all(p.runs == 0 and p.last == 0 and p.total == 0 and p.kept for p in fresh)
         assert dev.infer(px[0]).ticks > 0
-        dev.profile(clear=True)
+        dev.clear_profile()
         ticks = [dev.infer(img).ticks for img in px[1:]]
         layers = dev.profile()
         assert all(p.runs == len(ticks) and p.count == len(layers) for p in layers)
@@ -195,7 +195,7 @@ def test_profile_per_layer_on_the_device(build_env, env_name, mnist_dir):
             with pytest.raises(DeviceErrorReply) as err:
                 dev.request(P.PROFILE, bad)
             assert (err.value.error.code, err.value.error.detail) == (P.ERR_BAD_PAYLOAD, 3)
-        dev.profile(clear=True)
+        dev.clear_profile()
         assert all(p.runs == 0 and p.total == 0 and p.max == 0 for p in dev.profile())
 
 

@@ -408,14 +408,28 @@ def build_infer_request(seq: int, pixels, encoding: int = ENC_DEFAULT) -> bytes:
     return encode_frame(INFER, seq, encode_image(pixels, encoding))
 
 
+def _pack_str(b: bytes) -> bytes:
+    """A reply string: len:u8 then the bytes."""
+    return bytes((len(b),)) + b
+
+
+def _read_str(payload: bytes, pos: int, where: str) -> tuple[str, int]:
+    """The len:u8-prefixed string at pos, and the position after it."""
+    if pos >= len(payload):
+        raise ProtocolError(f"{where}: missing string")
+    end = pos + 1 + payload[pos]
+    if end > len(payload):
+        raise ProtocolError(f"{where}: string runs past the end")
+    return payload[pos + 1:end].decode("utf-8", "replace"), end
+
+
 def pack_info(info: Info) -> bytes:
     out = bytearray(_INFO_HEAD.pack(
         info.version, info.input_size, info.output_size, info.cpu_hz, info.tick_hz,
         info.flash_bytes, info.static_ram_bytes, info.heap_peak_bytes,
         info.stack_peak_bytes, info.stack_size_bytes))
     for s in (info.model, info.backend, info.dtype, info.board):
-        b = s.encode()
-        out += bytes((len(b),)) + b
+        out += _pack_str(s.encode())
     out.append(info.tick_unit)
     return bytes(out)
 
@@ -437,14 +451,8 @@ def parse_info(payload: bytes) -> Info:
     pos = _INFO_HEAD.size
     strings = []
     for _ in range(4):
-        if pos >= len(payload):
-            raise ProtocolError("INFO reply: missing string")
-        n = payload[pos]
-        pos += 1
-        if pos + n > len(payload):
-            raise ProtocolError("INFO reply: string runs past the end")
-        strings.append(payload[pos:pos + n].decode("utf-8", "replace"))
-        pos += n
+        text, pos = _read_str(payload, pos, "INFO reply")
+        strings.append(text)
     if pos >= len(payload):
         raise ProtocolError("INFO reply: missing tick_unit")
     unit = payload[pos]
@@ -495,8 +503,13 @@ _PROFILE_HEAD = struct.Struct("<BBI")
 _PROFILE_LAYER = struct.Struct("<BIQII")
 
 
+def profile_payload(index: int, clear: bool = False) -> bytes:
+    """PROFILE request payload: the layer to read, and whether to clear the statistics after."""
+    return bytes((index, PROFILE_CLEAR if clear else 0))
+
+
 def build_profile_request(seq: int, index: int, clear: bool = False) -> bytes:
-    return encode_frame(PROFILE, seq, bytes((index, PROFILE_CLEAR if clear else 0)))
+    return encode_frame(PROFILE, seq, profile_payload(index, clear))
 
 
 def pack_profile_reply(p: LayerProfile) -> bytes:
@@ -504,8 +517,7 @@ def pack_profile_reply(p: LayerProfile) -> bytes:
     if p.index < p.count:
         out += _PROFILE_LAYER.pack(int(p.kept), p.last, p.total, p.max, p.macs)
         for text in (p.op, p.name):
-            b = text.encode()[:32]
-            out += bytes((len(b),)) + b
+            out += _pack_str(text.encode()[:32])
     return bytes(out)
 
 
@@ -524,10 +536,8 @@ def parse_profile_reply(payload: bytes) -> LayerProfile:
     kept, last, total, mx, macs = _PROFILE_LAYER.unpack_from(payload, _PROFILE_HEAD.size)
     strings = []
     for what in ("op", "name"):
-        if pos >= len(payload) or pos + 1 + payload[pos] > len(payload):
-            raise ProtocolError(f"PROFILE reply: the {what} string runs past the end")
-        strings.append(payload[pos + 1:pos + 1 + payload[pos]].decode("utf-8", "replace"))
-        pos += 1 + payload[pos]
+        text, pos = _read_str(payload, pos, f"PROFILE reply ({what})")
+        strings.append(text)
     if pos != len(payload):
         raise ProtocolError(f"PROFILE reply: {len(payload) - pos} trailing bytes")
     return LayerProfile(index, count, runs, bool(kept), last, total, mx, macs, strings[0], strings[1])

@@ -345,21 +345,22 @@ class Device:
         self.info_cache = info
         return info
 
-    def profile(self, clear: bool = False, timeout: float | None = None) -> list[P.LayerProfile]:
-        """The per-layer profile (PROFILE, one request per layer); clear=True then zeroes the
-        device's statistics (a last request past the final layer carries the flag)."""
+    def profile(self, timeout: float | None = None) -> list[P.LayerProfile]:
+        """The per-layer profile (PROFILE, one request per layer; the first reply gives the count)."""
         layers: list[P.LayerProfile] = []
         while True:
             layer = self._profile_request(len(layers), False, timeout)
             if layer.index >= layer.count:
-                break
+                return layers
             layers.append(layer)
-        if clear:
-            self._profile_request(len(layers), True, timeout)
-        return layers
+
+    def clear_profile(self, timeout: float | None = None):
+        """Zero the device's per-layer statistics: one request past any layer (the count is a
+        u8, so index 255 never names one) carrying the CLEAR flag."""
+        self._profile_request(255, True, timeout)
 
     def _profile_request(self, index: int, clear: bool, timeout: float | None) -> P.LayerProfile:
-        frame = self.request(P.PROFILE, bytes((index, P.PROFILE_CLEAR if clear else 0)), timeout=timeout)
+        frame = self.request(P.PROFILE, P.profile_payload(index, clear), timeout=timeout)
         try:
             return P.parse_profile_reply(frame.payload)
         except P.ProtocolError as exc:

@@ -132,7 +132,7 @@ def stream(devices, pixels, options: StreamOptions) -> DeviceRun:
             errors.append(exc)
 
     for d in devices:   # per-layer statistics from here on (a board may have run images before)
-        d.profile(clear=True)
+        d.clear_profile()
     sent0 = [(d.bytes_sent, d.bytes_received) for d in devices]
     t0 = time.monotonic()
     threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
