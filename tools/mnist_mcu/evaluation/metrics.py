@@ -42,17 +42,28 @@ def output_similarity(dev, host) -> dict:
             "l2r": float(np.linalg.norm(d) / max(float(np.linalg.norm(host)), 1e-30)), "cosine": float(np.mean(cos))}
 
 
+def tick_unit_word(info: P.Info) -> str:
+    """What the firmware's ticks count: "instructions" under an emulator (INFO tick_unit 2,
+    QEMU -icount), "cycles" on a board."""
+    return "instructions" if info.tick_unit == P.TICK_EMULATED else "cycles"
+
+
+def in_tick_unit(ticks, info: P.Info, shift: int) -> np.ndarray:
+    """Ticks converted to that unit (float64)."""
+    t = np.asarray(ticks, dtype=np.float64)
+    return P.ticks_to_instructions(t, info.tick_hz, shift) if tick_unit_word(info) == "instructions" else t
+
+
 def tick_figures(ticks: np.ndarray, info: P.Info, shift: int) -> dict:
     """Ticks in the unit the firmware says they count: instructions under an emulator,
     cycles (and microseconds) on a board."""
-    t = np.asarray(ticks, dtype=np.float64)
+    t = in_tick_unit(ticks, info, shift)
     if not len(t):
         return {}
-    if info.tick_unit == P.TICK_EMULATED:
-        instr = P.ticks_to_instructions(t, info.tick_hz, shift)
-        return {"instructions_per_inference": float(instr.mean()),
-                "instructions_per_inference_max": float(instr.max()),
-                "instructions_per_inference_min": float(instr.min()),
+    if tick_unit_word(info) == "instructions":
+        return {"instructions_per_inference": float(t.mean()),
+                "instructions_per_inference_max": float(t.max()),
+                "instructions_per_inference_min": float(t.min()),
                 "icount_shift": shift, "tick_unit": "emulated instructions"}
     m: dict[str, object] = {"cycles_per_inference": float(t.mean()), "cycles_per_inference_max": float(t.max()),
          "cycles_per_inference_min": float(t.min()), "tick_unit": "cpu cycles"}
@@ -66,14 +77,10 @@ def tick_figures(ticks: np.ndarray, info: P.Info, shift: int) -> dict:
 def layer_figures(layers: list[dict], info: P.Info, shift: int) -> list[dict]:
     """The device's per-layer profile in the report's units: instructions under an emulator,
     cycles on a board (mean and max over every inference of the run)."""
-    unit = "instructions" if info.tick_unit == P.TICK_EMULATED else "cycles"
+    unit = tick_unit_word(info)
 
     def conv(ticks):
-        if ticks is None:
-            return None
-        if unit == "cycles":
-            return float(ticks)
-        return float(P.ticks_to_instructions(ticks, info.tick_hz, shift))
+        return None if ticks is None else float(in_tick_unit(ticks, info, shift))
 
     rows = []
     for layer in layers:
