@@ -29,7 +29,7 @@ import numpy as np
 from . import outdir
 from .deepc_patches import deepc_home
 from .errors import UserError
-from .native.emit import c_string
+from .native.emit import profile_table, stamp
 
 DEEPC_OPSET = 10  # deepC 0.13 was written against onnx 1.5 (opset 10)
 INPUT_SIZE = 784
@@ -436,27 +436,25 @@ def _run_statements(ops, classes, in_var, in_dims, out_var):
              f"    tensor<float> &{in_var} = {make_input};"]
     if last_use[in_var] == -1:
         lines.append(release(in_var))
-    lines.append(_STAMP.format(1))
+    lines.append("    " + stamp(1))
     for i, (op, cls, m) in enumerate(zip(ops, classes, parsed)):
         build = [f"{cls} {op['var']}(\"{op['name']}\");"] + [_attr_line(a) for a in op["attrs"]]
         if not m:  # the operator must outlive a statement that declares its own result
-            lines += ["    " + ln for ln in build + [op["compute"]]] + [_STAMP.format(i + 2)]
+            lines += ["    " + ln for ln in build + [op["compute"], stamp(i + 2)]]
             continue
         slot = take(m["type"], m["var"])
         lines += [f"    {{ /* {op['name']} */"] + ["      " + ln for ln in build]
         lines += [f"      {slot}.make({m['call']});", "    }",
                   f"    tensor<{m['type']}> &{m['var']} = {slot}.get();"]
         lines += [release(var) for var, last in list(last_use.items()) if last == i and var in holder]
-        lines.append(_STAMP.format(i + 2))
+        lines.append("    " + stamp(i + 2))
     return decls, lines, [release(var) for var in list(holder)]
 
 
-_STAMP = "    dnnc_stamps[{}] = model_clock();"
-
-
-def _layer_table(ops, decls):
-    """model.h's per-layer profile: the input normalisation, then one row per deepC operator.
-    MACs are counted for the matrix products (the weight tensor's size, batch 1)."""
+def _layer_rows(ops, decls):
+    """(name, op, macs) per layer for the per-layer profile: the input normalisation, then one
+    row per deepC operator. MACs are counted for the matrix products (the weight tensor's size,
+    batch 1)."""
     rows = [("input_normalisation", "InputLUT", 0)]
     for op in ops:
         macs = 0
@@ -465,19 +463,7 @@ def _layer_table(ops, decls):
             weights = [decls[v][1] for v in re.findall(r"\bdnnc_\w+", args) if v in decls]
             macs = max((int(np.prod(d)) for d in weights if len(d) == 2), default=0)
         rows.append((op["name"], op["cls"], macs))
-    body = ",\n".join(f"    {{{c_string(n)}, {c_string(o)}, {m}u}}" for n, o, m in rows)
-    return f"""static uint32_t dnnc_stamps[{len(rows) + 1}];
-static const model_layer_t k_layers[{len(rows)}] = {{
-{body}
-}};
-
-extern "C" const model_layer_t *model_layers(uint16_t *count) {{
-  *count = {len(rows)};
-  return k_layers;
-}}
-
-extern "C" const uint32_t *model_layer_stamps(void) {{ return dnnc_stamps; }}
-"""
+    return rows
 
 
 def adapt_program(program, model, pixel_lut, header, output_size, name, arity):
@@ -602,10 +588,10 @@ extern "C" int model_init(void) {{
   return 0;
 }}
 
-{_layer_table(p["ops"], p["decls"])}
+{chr(10).join(profile_table(_layer_rows(p["ops"], p["decls"])))}
 extern "C" int model_run(const uint8_t *pixels, float *outputs) {{
   if (!g_ready && model_init() != 0) return -1;
-  dnnc_stamps[0] = model_clock();
+  {stamp(0)}
   g_dnnc_errors = 0;
   int rc = 0;
   DNNC_TRY {{

@@ -127,26 +127,30 @@ extern "C" int model_init(void) {
   return 0;
 }
 
-static uint32_t dnnc_stamps[7];
-static const model_layer_t k_layers[6] = {
+static uint32_t nn_stamps[7];
+static const model_layer_t nn_layers[6] = {
     {"input_normalisation", "InputLUT", 0u},
     {"t_0_0_0_Flatten", "Flatten", 0u},
     {"t_0_0_1_Gemm", "Gemm", 78400u},
     {"t_0_0_2_Relu", "Relu", 0u},
     {"t_0_0_3_Gemm", "Gemm", 1000u},
-    {"t_1_Softmax", "Softmax", 0u}
+    {"t_1_Softmax", "Softmax", 0u},
 };
 
-extern "C" const model_layer_t *model_layers(uint16_t *count) {
-  *count = 6;
-  return k_layers;
+const model_layer_t *model_layers(uint16_t *count)
+{
+    *count = 6u;
+    return nn_layers;
 }
 
-extern "C" const uint32_t *model_layer_stamps(void) { return dnnc_stamps; }
+const uint32_t *model_layer_stamps(void)
+{
+    return nn_stamps;
+}
 
 extern "C" int model_run(const uint8_t *pixels, float *outputs) {
   if (!g_ready && model_init() != 0) return -1;
-  dnnc_stamps[0] = model_clock();
+  nn_stamps[0] = model_clock();
   g_dnnc_errors = 0;
   int rc = 0;
   DNNC_TRY {
@@ -162,7 +166,7 @@ extern "C" int model_run(const uint8_t *pixels, float *outputs) {
     if (!x) return -4;
     for (size_t i = 0; i < 784; i++) x[i] = k_pixel_lut[pixels[i]];
     tensor<float> &dnnc_input = s_0.make(x, std::vector<size_t>{1, 1, 28, 28}, "input");
-    dnnc_stamps[1] = model_clock();
+    nn_stamps[1] = model_clock();
     { /* t_0_0_0_Flatten */
       Flatten<float> t_0_0_0_Flatten("t_0_0_0_Flatten");
       int t_0_0_0_Flatten_axis = 1 ;
@@ -171,7 +175,7 @@ extern "C" int model_run(const uint8_t *pixels, float *outputs) {
     }
     tensor<float> &dnnc_t_0_0_0_Flatten_t_0_0_0_Flatten_output_0 = s_1.get();
     s_0.destroy();
-    dnnc_stamps[2] = model_clock();
+    nn_stamps[2] = model_clock();
     { /* t_0_0_1_Gemm */
       Gemm<float, float, float> t_0_0_1_Gemm("t_0_0_1_Gemm");
       float t_0_0_1_Gemm_alpha = 1.000000 ;
@@ -184,14 +188,14 @@ extern "C" int model_run(const uint8_t *pixels, float *outputs) {
     }
     tensor<float> &dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0 = s_0.get();
     s_1.destroy();
-    dnnc_stamps[3] = model_clock();
+    nn_stamps[3] = model_clock();
     { /* t_0_0_2_Relu */
       Relu<float, float> t_0_0_2_Relu("t_0_0_2_Relu");
       s_1.make(t_0_0_2_Relu.compute ( dnnc_t_0_0_1_Gemm_t_0_0_1_Gemm_output_0));
     }
     tensor<float> &dnnc_t_0_0_2_Relu_t_0_0_2_Relu_output_0 = s_1.get();
     s_0.destroy();
-    dnnc_stamps[4] = model_clock();
+    nn_stamps[4] = model_clock();
     { /* t_0_0_3_Gemm */
       Gemm<float, float, float> t_0_0_3_Gemm("t_0_0_3_Gemm");
       float t_0_0_3_Gemm_alpha = 1.000000 ;
@@ -204,7 +208,7 @@ extern "C" int model_run(const uint8_t *pixels, float *outputs) {
     }
     tensor<float> &dnnc_t_0_0_3_Gemm_t_0_0_3_Gemm_output_0 = s_0.get();
     s_1.destroy();
-    dnnc_stamps[5] = model_clock();
+    nn_stamps[5] = model_clock();
     { /* t_1_Softmax */
       Softmax<float> t_1_Softmax("t_1_Softmax");
       int t_1_Softmax_axis = 1 ;
@@ -213,7 +217,7 @@ extern "C" int model_run(const uint8_t *pixels, float *outputs) {
     }
     tensor<float> &dnnc_t_1_Softmax_output = s_1.get();
     s_0.destroy();
-    dnnc_stamps[6] = model_clock();
+    nn_stamps[6] = model_clock();
 
     if (g_dnnc_errors || dnnc_t_1_Softmax_output.length() != k_info.output_size)
       rc = -2;

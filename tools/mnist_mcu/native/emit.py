@@ -199,8 +199,15 @@ def c_string(text):
     return '"' + "".join(out) + '"'
 
 
-def _profile_table(layers):
-    """model.h's per-layer profile: the layer table and the stamps model_run takes."""
+def stamp(i):
+    """The statement model_run takes before its first layer (i = 0) and after layer i - 1."""
+    return f"nn_stamps[{i}] = model_clock();"
+
+
+def profile_table(layers):
+    """model.h's per-layer profile for (name, op, macs) rows: the layer table, the stamps
+    model_run takes, and the two functions that hand them out (C; the deepC backend's C++
+    includes it too, the functions keeping model.h's C linkage)."""
     rows = [f"    {{{c_string(name)}, {c_string(op)}, {macs}u}}," for name, op, macs in layers]
     return [f"static uint32_t nn_stamps[{len(layers) + 1}];",
             f"static const model_layer_t nn_layers[{max(1, len(layers))}] = {{", *rows, "};\n",
@@ -230,7 +237,7 @@ def emit_model(graph, dtype, command, entry=None):
         body += ["    " + ln for ln in lines]
         if graph.image_input:
             layers.append((node.name, node.op + extra, REGISTRY[node.op].macs(node, graph)))
-            body.append(f"    nn_stamps[{len(layers)}] = model_clock();")
+            body.append("    " + stamp(len(layers)))
     for j, root in ctx.copies:      # an output that is an input or a constant (through views)
         n = graph.tensors[graph.outputs[j]].size
         src = ctx.tensor_ptr(root)
@@ -257,9 +264,9 @@ def emit_model(graph, dtype, command, entry=None):
                      f"{in_size}u, {out_size}u}};\n")
         parts.append("const model_info_t *model_info(void)\n{\n    return &nn_info;\n}\n")
         parts.append("int model_init(void)\n{\n    return 0;\n}\n")
-        parts += _profile_table(layers)
+        parts += profile_table(layers)
         parts.append("int model_run(const uint8_t *pixels, float *outputs)\n{")
-        parts.append("    nn_stamps[0] = model_clock();")
+        parts.append("    " + stamp(0))
     else:
         parts.append(f"int {entry or 'graph_run'}(const float *const *in, float *const *out)\n{{")
     parts += body
