@@ -36,10 +36,10 @@ enum err_detail {
     DETAIL_BAD_LENGTH = 3,   /* ERR_BAD_PAYLOAD: payload length wrong for the type */
 };
 
-/* What the INFER reply's ticks count (INFO's last byte). */
 /* PROFILE request flags. */
 #define PROFILE_CLEAR 0x01u /* zero the per-layer statistics after answering */
 
+/* What the INFER reply's ticks count (INFO's last byte). */
 enum tick_unit {
     TICK_CYCLES = 1,   /* CPU cycles of a real core (DWT cycle counter) */
     TICK_EMULATED = 2, /* an emulator's virtual clock (SysTick): instructions under QEMU -icount */

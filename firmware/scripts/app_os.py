@@ -1,9 +1,8 @@
-"""PlatformIO pre: script of the native envs: the application and the board support (protocol,
+"""PlatformIO pre: script of every env: the application and the board support (protocol,
 framing, image decoding, faults) are built at -Os, the model library and the kernels at the
-envs' -O2. Only model_run is timed, and it runs no application code, so this saves flash
-(about 1.1 KB with the plain loops of handlers.c and image.c on qemu_f405_int8, whose
-target is 90 KB) without touching the instruction counts
-that matter."""
+env's own level (-O2 for the native envs). Only model_run is timed, and it runs no application
+code, so this saves flash (about 1.1 KB on qemu_f405_int8 with the plain loops of handlers.c
+and image.c; its target is 90 KB) without touching the instruction counts that matter."""
 
 Import("env")  # noqa: F821  pylint: disable=undefined-variable
 
