@@ -102,8 +102,9 @@ def test_evaluate_and_benchmark_cli(build_env, mnist_dir, tmp_path):
 
 
 def test_every_image_encoding_gives_the_same_answer_on_the_device(build_env, mnist_dir):
-    """The firmware decodes raw, zero-run and Huffman (encoding 2) to the same pixels, and
-    refuses a damaged Huffman image with ERROR bad payload, then goes on answering."""
+    """The firmware decodes raw, zero-run and context (encoding 3) to the same pixels, refuses a
+    damaged encoding-3 image with ERROR bad payload and the retired Huffman encoding 2 as an
+    unknown encoding, then goes on answering."""
     from mnist_mcu import image_codec as C
     from mnist_mcu.evaluate import load_test_set
     from mnist_mcu.transport import DeviceErrorReply
@@ -114,18 +115,22 @@ def test_every_image_encoding_gives_the_same_answer_on_the_device(build_env, mni
         dev = q.device
         dev.retries = 0
         answers = {enc: dict(dev.infer_many(enumerate(px), window=2, encoding=enc))
-                   for enc in (P.ENC_RAW, P.ENC_ZERO_RUN, P.ENC_HUFFMAN)}
+                   for enc in P.ENCODINGS}
         for i in range(len(px)):
             outs = [answers[enc][i] for enc in answers]
             # same pixels, same work: ticks may differ by one from the timer's phase
             assert all(o.cls == outs[0].cls and np.array_equal(o.outputs, outs[0].outputs)
                        and abs(o.ticks - outs[0].ticks) <= 1 for o in outs), i
         good = C.encode(px[0])
-        for bad in (good[:-3], good + b"\x00", b"", C.encode(np.full(784, 255, np.uint8))[:-1]):
+        flipped = good[:30] + bytes([good[30] ^ 0x04]) + good[31:]
+        for bad in (good[:-3], good + b"\x00", b"", good[:3], flipped, C.encode(np.full(784, 255, np.uint8))[:-1]):
             with pytest.raises(DeviceErrorReply) as err:
-                dev.request(P.INFER, bytes([P.ENC_HUFFMAN]) + bad)
+                dev.request(P.INFER, bytes([P.ENC_CONTEXT]) + bad)
             assert err.value.error.code == P.ERR_BAD_PAYLOAD and err.value.error.detail == 2
-        assert dev.infer(px[0], encoding=P.ENC_HUFFMAN).cls == answers[P.ENC_RAW][0].cls
+        with pytest.raises(DeviceErrorReply) as err:
+            dev.request(P.INFER, bytes([2]) + good)  # version 3's Huffman code
+        assert err.value.error.code == P.ERR_BAD_PAYLOAD and err.value.error.detail == 1
+        assert dev.infer(px[0], encoding=P.ENC_CONTEXT).cls == answers[P.ENC_RAW][0].cls
 
 
 def test_serial_target_against_a_hand_started_qemu_reports_instructions(build_env, mnist_dir, tmp_path):

@@ -23,89 +23,73 @@ static int decode_zero_run(const uint8_t *src, size_t len, uint8_t *pixels, size
     return o == size ? 0 : DETAIL_BAD_IMAGE;
 }
 
-/* Huffman (encoding 2, docs/protocol.md): static canonical codes, MSB-first bits. */
+/* Context (encoding 3, docs/protocol.md): binary decisions with static 8-bit probabilities
+ * (image_tables.h) under a rANS coder. First the zero map, each pixel's context its 8
+ * already-decoded neighbours W N NW NE WW NN NWW NEE; then each non-zero pixel's value, 8 bits
+ * down a binary tree whose first levels depend on how many of its 8 neighbours are non-zero.
+ * Bounded loops only: damaged data ends in DETAIL_BAD_IMAGE, never in a hang. */
+#define SIDE 28
+#define RANS_L (1ul << 23)
+
 typedef struct {
     const uint8_t *src;
-    size_t len;
-    size_t pos; /* in bits */
-} bits_t;
+    size_t len, pos;
+    uint32_t x;
+    int bad; /* ran out of data: the final check fails */
+} rans_t;
 
-static int get_bit(bits_t *b)
+static unsigned rans_bit(rans_t *r, unsigned p1)
 {
-    if ((b->pos >> 3) >= b->len)
-        return -1;
-    int bit = (b->src[b->pos >> 3] >> (7u - (b->pos & 7u))) & 1;
-    b->pos++;
+    const uint32_t slot = r->x & 0xFFu, f0 = 256u - p1;
+    const unsigned bit = slot >= f0;
+    r->x = bit ? p1 * (r->x >> 8) + slot - f0 : f0 * (r->x >> 8) + slot;
+    if (r->x < RANS_L) {
+        if (r->pos < r->len)
+            r->x = (r->x << 8) | r->src[r->pos++];
+        else
+            r->bad = 1;
+    }
     return bit;
 }
 
-static int get_bits(bits_t *b, unsigned n)
+static unsigned on(const uint8_t *px, int row, int col)
 {
-    int v = 0;
-    while (n--) {
-        int bit = get_bit(b);
-        if (bit < 0)
-            return -1;
-        v = (v << 1) | bit;
-    }
-    return v;
+    return row >= 0 && row < SIDE && col >= 0 && col < SIDE && px[row * SIDE + col] != 0;
 }
 
-/* Canonical decoding as in zlib's puff.c: codes of one length are consecutive. */
-static int get_symbol(bits_t *b, const uint16_t *count, const uint8_t *symbol)
+static int decode_context(const uint8_t *src, size_t len, uint8_t *px, size_t size)
 {
-    int code = 0, first = 0, index = 0;
-    for (unsigned n = 1; n <= HUFF_MAX_BITS; n++) {
-        int bit = get_bit(b);
-        if (bit < 0)
-            return -1;
-        code |= bit;
-        if (code - first < (int)count[n])
-            return symbol[index + code - first];
-        index += count[n];
-        first = (first + count[n]) << 1;
-        code <<= 1;
-    }
-    return -1;
-}
-
-static int get_length(bits_t *b, const uint16_t *count, const uint8_t *symbol, int esc)
-{
-    int v = get_symbol(b, count, symbol);
-    return v == esc ? get_bits(b, HUFF_ESC_BITS) : v;
-}
-
-static int decode_huffman(const uint8_t *src, size_t len, uint8_t *pixels, size_t size)
-{
-    bits_t b = {src, len, 0};
-    size_t o = 0;
-    for (;;) {
-        int z = get_length(&b, huff_zero_count, huff_zero_symbol, HUFF_ZERO_ESC);
-        if (z < 0 || (size_t)z > size - o)
-            return DETAIL_BAD_IMAGE;
-        for (size_t end = o + (size_t)z; o < end;)
-            pixels[o++] = 0;
-        if (o == size)
-            break;
-        int span = get_length(&b, huff_span_count, huff_span_symbol, HUFF_SPAN_ESC);
-        if (span <= 0 || (size_t)span > size - o)
-            return DETAIL_BAD_IMAGE;
-        for (int k = 0; k < span; k++) {
-            int edge = k == 0 || k == span - 1;
-            int v = edge ? get_symbol(&b, huff_edge_count, huff_edge_symbol)
-                         : get_symbol(&b, huff_inner_count, huff_inner_symbol);
-            if (v <= 0)
-                return DETAIL_BAD_IMAGE;
-            pixels[o++] = (uint8_t)v;
-        }
-        if (o == size) /* the image ended inside a non-zero run */
-            break;
-    }
-    /* only zero padding bits may follow, within the last byte */
-    size_t rest = len * 8u - b.pos;
-    if (rest >= 8u || (rest && (src[len - 1] & ((1u << rest) - 1u))))
+    if (size != SIDE * SIDE)
+        return DETAIL_BAD_ENCODING; /* the tables are for 28x28 digits */
+    if (len < 4)
         return DETAIL_BAD_IMAGE;
-    return 0;
+    rans_t r = {src, len, 4, (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24, 0};
+    for (int i = 0; i < SIDE * SIDE; i++) {
+        const int y = i / SIDE, x = i % SIDE;
+        const unsigned ctx = on(px, y, x - 1) | on(px, y - 1, x) << 1 | on(px, y - 1, x - 1) << 2 |
+                             on(px, y - 1, x + 1) << 3 | on(px, y, x - 2) << 4 | on(px, y - 2, x) << 5 |
+                             on(px, y - 1, x - 2) << 6 | on(px, y - 1, x + 2) << 7;
+        px[i] = (uint8_t)rans_bit(&r, img_mask_p1[ctx]);
+    }
+    for (int i = 0; i < SIDE * SIDE; i++) {
+        if (!px[i])
+            continue;
+        const int y = i / SIDE, x = i % SIDE;
+        unsigned count = 0;
+        for (int dy = -1; dy <= 1; dy++)
+            for (int dx = -1; dx <= 1; dx++)
+                count += (dy || dx) && on(px, y + dy, x + dx);
+        unsigned node = 1;
+        while (node < 256u) {
+            const unsigned k = node <= IMG_CTX_NODES ? count * IMG_CTX_NODES + node - 1u
+                                                     : 9u * IMG_CTX_NODES + node - IMG_CTX_NODES - 1u;
+            node = node * 2u + rans_bit(&r, img_value_p1[k]);
+        }
+        if (node == 256u) /* a non-zero pixel cannot be 0 */
+            return DETAIL_BAD_IMAGE;
+        px[i] = (uint8_t)(node - 256u);
+    }
+    return r.bad || r.pos != len || r.x != RANS_L ? DETAIL_BAD_IMAGE : 0;
 }
 
 int image_decode(uint8_t encoding, const uint8_t *src, size_t len, uint8_t *pixels, size_t size)
@@ -119,8 +103,8 @@ int image_decode(uint8_t encoding, const uint8_t *src, size_t len, uint8_t *pixe
         return 0;
     case ENC_ZERO_RUN:
         return decode_zero_run(src, len, pixels, size);
-    case ENC_HUFFMAN:
-        return decode_huffman(src, len, pixels, size);
+    case ENC_CONTEXT:
+        return decode_context(src, len, pixels, size);
     default:
         return DETAIL_BAD_ENCODING;
     }

@@ -2,7 +2,7 @@
 #ifndef PROTOCOL_H
 #define PROTOCOL_H
 
-#define PROTOCOL_VERSION 3u /* 2: INFO ends with tick_unit; 3: PROFILE */
+#define PROTOCOL_VERSION 4u /* 2: INFO ends with tick_unit; 3: PROFILE; 4: image encoding 3 replaces 2 */
 
 #define BODY_MAX 1024u   /* type + seq + payload + crc */
 #define BODY_OVERHEAD 4u /* type, seq, crc16 */
@@ -48,7 +48,8 @@ enum tick_unit {
 enum image_encoding {
     ENC_RAW = 0,
     ENC_ZERO_RUN = 1,
-    ENC_HUFFMAN = 2, /* static canonical Huffman codes of runs and values (image.c) */
+    /* 2 was static Huffman codes (protocol version 3), retired */
+    ENC_CONTEXT = 3, /* context-modelled binary decisions under rANS (image.c) */
 };
 
 #endif /* PROTOCOL_H */

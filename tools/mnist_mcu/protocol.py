@@ -1,4 +1,4 @@
-"""Serial protocol version 3 (docs/protocol.md): framing, messages, image encodings.
+"""Serial protocol version 4 (docs/protocol.md): framing, messages, image encodings.
 
 wire  := COBS(body) 0x00
 body  := type:u8 seq:u8 payload crc:u16le   (CRC-16/CCITT-FALSE over type, seq, payload)
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 3  # 2: INFO says what its ticks count (tick_unit); 3: PROFILE (per-layer ticks)
+VERSION = 4  # 2: INFO says what its ticks count (tick_unit); 3: PROFILE (per-layer ticks);
+#             4: image encoding 3 (context) replaces 2 (Huffman)
 MAX_BODY = 1024
 
 # Message types
@@ -32,10 +33,11 @@ FAULT = 0x7E
 # Image encodings
 ENC_RAW = 0
 ENC_ZERO_RUN = 1
-ENC_HUFFMAN = 2  # static canonical Huffman codes (image_codec.py), ~145 bytes per MNIST image
+ENC_CONTEXT = 3  # context models + rANS (image_codec.py), ~128 bytes per MNIST image; 2 (Huffman) is retired
 ENC_BEST = -1    # host side only: per image the shortest of the encodings above
 ENC_DEFAULT = ENC_BEST
-ENCODING_NAMES = {ENC_RAW: "raw", ENC_ZERO_RUN: "zero-run", ENC_HUFFMAN: "huffman", ENC_BEST: "best"}
+ENCODINGS = (ENC_RAW, ENC_ZERO_RUN, ENC_CONTEXT)
+ENCODING_NAMES = {ENC_RAW: "raw", ENC_ZERO_RUN: "zero-run", ENC_CONTEXT: "context", ENC_BEST: "best"}
 
 # What the INFER reply's ticks count (INFO's tick_unit)
 TICK_CYCLES = 1    # CPU cycles of a real core (DWT cycle counter)
@@ -288,24 +290,34 @@ def zero_run_decode(data: bytes, size: int | None = None) -> bytes:
 
 def encode_image(pixels, encoding: int = ENC_DEFAULT) -> bytes:
     """INFER payload: the encoding byte, then the image. ENC_BEST picks the shortest."""
-    px = np.asarray(pixels, dtype=np.uint8).ravel()
-    if encoding == ENC_RAW:
-        return bytes((ENC_RAW,)) + px.tobytes()
-    if encoding == ENC_ZERO_RUN:
-        return bytes((ENC_ZERO_RUN,)) + zero_run_encode(px)
-    if encoding == ENC_HUFFMAN:
-        from .image_codec import encode
+    return encode_images(np.asarray(pixels, dtype=np.uint8).reshape(1, -1), encoding)[0]
 
-        return bytes((ENC_HUFFMAN,)) + encode(px)
+
+def encode_images(images, encoding: int = ENC_DEFAULT) -> list[bytes]:
+    """INFER payloads of many images [N, pixels] at once (encoding 3 is vectorised over images)."""
+    px = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
+    if encoding == ENC_RAW:
+        return [bytes((ENC_RAW,)) + row.tobytes() for row in px]
+    if encoding == ENC_ZERO_RUN:
+        return [bytes((ENC_ZERO_RUN,)) + zero_run_encode(row) for row in px]
+    if encoding == ENC_CONTEXT:
+        from .image_codec import SIZE, encode_many
+
+        if px.shape[1] != SIZE:
+            raise ValueError(f"encoding 3 is defined for {SIZE}-pixel images, not {px.shape[1]}")
+        return [bytes((ENC_CONTEXT,)) + data for data in encode_many(px)]
     if encoding == ENC_BEST:
-        if len(px) == 784:  # the Huffman tables are made for 28x28 digits
-            best = encode_image(px, ENC_HUFFMAN)
+        if px.shape[1] != 784:  # encoding 3's tables are made for 28x28 digits
+            return [min(encode_images(row[None], ENC_ZERO_RUN)[0], encode_images(row[None], ENC_RAW)[0], key=len)
+                    for row in px]
+        out = encode_images(px, ENC_CONTEXT)
+        for i, row in enumerate(px):
             # zero-run needs at least a byte per non-zero pixel: skip it (host CPU competes with
             # the emulators) when it cannot be shorter
-            if len(best) <= np.count_nonzero(px) + 1:
-                return best
-            return min((best, encode_image(px, ENC_ZERO_RUN), encode_image(px, ENC_RAW)), key=len)
-        return min((encode_image(px, ENC_ZERO_RUN), encode_image(px, ENC_RAW)), key=len)
+            if len(out[i]) > np.count_nonzero(row) + 1:
+                out[i] = min((out[i], encode_images(row[None], ENC_ZERO_RUN)[0], bytes((ENC_RAW,)) + row.tobytes()),
+                             key=len)
+        return out
     raise ValueError(f"unknown encoding {encoding}")
 
 
@@ -320,7 +332,7 @@ def decode_image(payload: bytes, size: int) -> bytes:
         return bytes(data)
     if enc == ENC_ZERO_RUN:
         return zero_run_decode(data, size)
-    if enc == ENC_HUFFMAN:
+    if enc == ENC_CONTEXT:
         from .image_codec import CodecError, decode
 
         try:

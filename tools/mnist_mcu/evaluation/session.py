@@ -8,6 +8,7 @@ slow device simply answers fewer of them (sharding by demand, not by fixed slice
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -26,7 +27,7 @@ from .progress import Progress
 DEFAULT_JOBS = max(2, min(4, os.cpu_count() or 2))
 DEFAULT_WINDOW_QEMU = 4  # requests queued in QEMU's socket while the guest computes
 DEFAULT_WINDOW_SERIAL = 1
-IDLE_PROBE_SECONDS = 0.5  # after a QEMU run: how long the emulators' idle CPU is sampled
+IDLE_PROBE_SECONDS = 0.5  # booted, before the first image: how long the emulators' idle CPU is sampled
 
 
 @dataclass
@@ -94,10 +95,10 @@ def _resize(arr, cols):
 
 
 class _Work:
-    """Thread-safe shared queue of (index, pixels); a failure anywhere stops everyone."""
+    """Thread-safe shared queue of (index, INFER payload); a failure anywhere stops everyone."""
 
-    def __init__(self, pixels):
-        self.pixels = pixels
+    def __init__(self, payloads):
+        self.payloads = payloads
         self.next = 0
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -106,24 +107,24 @@ class _Work:
         while not self.stop.is_set():
             with self.lock:
                 i = self.next
-                if i >= len(self.pixels):
+                if i >= len(self.payloads):
                     return
                 self.next += 1
-            yield i, self.pixels[i]
+            yield i, self.payloads[i]
 
 
-def stream(devices, pixels, options: StreamOptions) -> DeviceRun:
-    """Stream all images over the given connected `Device`s in parallel (one thread each)."""
+def stream(devices, pixels, options: StreamOptions, payloads: list[bytes] | None = None) -> DeviceRun:
+    """Stream all images over the given connected `Device`s in parallel (one thread each).
+    payloads: the images' INFER payloads when already encoded (encoded_payloads)."""
     run = DeviceRun(len(pixels))
-    work = _Work(pixels)
+    work = _Work(payloads if payloads is not None else encoded_payloads(pixels, options.encoding))
     errors: list[BaseException] = []
     lock = threading.Lock()
     bar = Progress(len(pixels), options.desc, options.progress)
 
     def worker(dev):
         try:
-            for idx, res in dev.infer_many(work.items(), window=options.window, timeout=options.timeout,
-                                           encoding=options.encoding):
+            for idx, res in dev.infer_payloads(work.items(), window=options.window, timeout=options.timeout):
                 with lock:
                     run.store(idx, res)
                 bar.update(1)
@@ -160,6 +161,21 @@ def stream(devices, pixels, options: StreamOptions) -> DeviceRun:
     return run
 
 
+_encoded_cache: dict = {}
+
+
+def encoded_payloads(pixels, encoding: int) -> list[bytes]:
+    """The INFER payloads of all images, encoded at once (encoding 3 is vectorised: ~1.6 s for
+    the test set) and kept for the next run on the same images (a benchmark streams the same
+    10,000 images to every env)."""
+    px = np.ascontiguousarray(np.asarray(pixels, dtype=np.uint8).reshape(len(pixels), -1))
+    key = (encoding, px.shape, hashlib.blake2b(px.tobytes(), digest_size=16).digest())
+    if key not in _encoded_cache:
+        _encoded_cache.clear()  # one set of images at a time: the test set is ~1.3 MB encoded
+        _encoded_cache[key] = P.encode_images(px, encoding)
+    return _encoded_cache[key]
+
+
 def merge_profiles(per_device: list[list[P.LayerProfile]]) -> list[dict]:
     """One row per layer over all devices (they run the same firmware): ticks summed and
     counted over every inference, the maximum of the maxima, and the last run of the first."""
@@ -186,18 +202,22 @@ def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: Strea
     t0 = time.monotonic()
     instances = [Qemu(elf, machine, timeout=options.timeout, name=f"qemu {machine} #{i}", cpu=cpu_slot(i),
                       unix_socket=True) for i in range(jobs)]
+    encoding = _Background(encoded_payloads, pixels, options.encoding)  # while the emulators boot
     try:
         start_all(instances)
         devices = [q.device for q in instances if q.device is not None]
+        idle0 = ([q.cpu_seconds() for q in instances], time.monotonic())
+        payloads = encoding.result()
+        idle = _idle_cpu_percent(instances, *idle0)  # booted, waiting for the first image
         cpu0 = [q.cpu_seconds() for q in instances]
         opts = StreamOptions(**{**options.__dict__, "desc": options.desc or f"{machine} x{jobs}"})
-        run = stream(devices, pixels, opts)
+        run = stream(devices, pixels, opts, payloads)
         run.infos_before = [q.info for q in instances]
         run.infos_after = [d.info() for d in devices]
         cpu = [q.cpu_seconds() for q in instances]
         if all(c is not None for c in cpu + cpu0):
             run.device_cpu_seconds = sum(c or 0.0 for c in cpu) - sum(c or 0.0 for c in cpu0)
-            run.idle_cpu_percent = _idle_cpu_percent(instances, cpu)
+            run.idle_cpu_percent = idle
         run.instances = jobs
     finally:
         stop_all(instances)
@@ -205,15 +225,37 @@ def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: Strea
     return run
 
 
-def _idle_cpu_percent(instances, cpu_before, seconds: float = IDLE_PROBE_SECONDS) -> float | None:
-    """Mean CPU of the emulators while the firmware waits for bytes, in % of one core."""
-    t0 = time.monotonic()
-    time.sleep(seconds)
+class _Background:
+    """Runs fn(*args) in a thread; result() waits for it and re-raises its error."""
+
+    def __init__(self, fn, *args):
+        self._out: list = []
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn, args):
+        try:
+            self._out.append((True, fn(*args)))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
+            self._out.append((False, exc))
+
+    def result(self):
+        self._thread.join()
+        ok, value = self._out[0]
+        if not ok:
+            raise value
+        return value
+
+
+def _idle_cpu_percent(instances, cpu_before, since: float, seconds: float = IDLE_PROBE_SECONDS) -> float | None:
+    """Mean CPU of the emulators while the firmware waits for bytes, in % of one core, over at
+    least `seconds` from `since` (the host may have been encoding images meanwhile)."""
+    time.sleep(max(0.0, since + seconds - time.monotonic()))
     cpu = [q.cpu_seconds() for q in instances]
-    if any(c is None for c in cpu):
+    if any(c is None for c in cpu + cpu_before):
         return None
     spent = sum(c or 0.0 for c in cpu) - sum(c or 0.0 for c in cpu_before)
-    return round(100.0 * spent / (time.monotonic() - t0) / len(instances), 2)
+    return round(100.0 * spent / (time.monotonic() - since) / len(instances), 2)
 
 
 def stream_to_ports(urls: list[str], pixels, options: StreamOptions | None = None) -> DeviceRun:
