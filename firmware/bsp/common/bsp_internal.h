@@ -15,12 +15,17 @@ void ticks_init(uint32_t cpu_hz);
 void stack_paint(void);
 
 /* Common: sleep until interrupt `irq` is pending and ready() holds (idle.c).
- * Lets an emulator stop spinning while the host sends bytes. */
+ * Lets an emulator stop spinning while the host sends bytes. Only between
+ * irq_wait_begin(irq) (masks interrupts, enables the line) and irq_wait_end(irq). */
+void irq_wait_begin(unsigned irq);
 void wait_for_irq(unsigned irq, int (*ready)(void));
+void irq_wait_end(unsigned irq);
 
-/* Common: account for a SysTick wrap that is pending while interrupts are
- * masked (ticks.c); no-op with the DWT counter. */
-void ticks_poll_masked(void);
+/* Common: stop and restart the tick timer around a frame's reception (ticks.c):
+ * waiting for the host is not counted, and an idle emulator has no timer to
+ * spin on; no-ops with the DWT counter. Called by bsp_uart_rx_begin/end. */
+void ticks_pause(void);
+void ticks_resume(void);
 
 /* Common: the MPU guard at the bottom of the stack (stack_guard.c). */
 #define STACK_GUARD_LOG2 5u

@@ -22,9 +22,8 @@ uint32_t bsp_ticks(void) { return DWT_CYCCNT; }
 
 void SysTick_Handler(void) {} /* SysTick is not enabled on these boards */
 
-void ticks_poll_masked(void) {}
-void bsp_uart_rx_begin(void) {}
-void bsp_uart_rx_end(void) {}
+void ticks_pause(void) {}
+void ticks_resume(void) {}
 
 #else
 
@@ -43,24 +42,17 @@ void ticks_init(uint32_t cpu_hz)
 
 void SysTick_Handler(void) { systick_wraps++; }
 
-void ticks_poll_masked(void)
-{
-    if (SCB_ICSR & ICSR_PENDSTSET) {
-        SCB_ICSR = ICSR_PENDSTCLR;
-        systick_wraps++;
-    }
-}
+/* Stopping SysTick freezes its count (a wrap already pending is taken by the handler once
+ * the frame is read and interrupts are unmasked), so bsp_ticks() stays monotonic and time
+ * spent reading frames is not counted at all: however long the host takes, the count only
+ * advances with code outside the frame reads, which is the same on every run
+ * (deterministic), and an idle emulator has no timer deadline to jump to. Once per frame,
+ * not per byte: under QEMU each restart of the timer wakes the I/O thread (about 2 us of
+ * host CPU per byte). Inference never reads bytes; its tick counts are what they were, up
+ * to the timer's phase (one tick either way on some images). */
+void ticks_pause(void) { SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT; }
 
-/* Stopping SysTick freezes its count (a wrap already pending is still taken by the handler),
- * so bsp_ticks() stays monotonic and time spent reading frames is not counted at all: however
- * long the host takes, the count only advances with code outside the frame reads, which is the
- * same on every run (deterministic), and an idle emulator has no timer deadline to jump to.
- * Once per frame, not per byte: under QEMU each restart of the timer wakes the I/O thread
- * (about 2 us of host CPU per byte). Inference never reads bytes; its tick counts are what
- * they were, up to the timer's phase (one tick either way on some images). */
-void bsp_uart_rx_begin(void) { SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT; }
-
-void bsp_uart_rx_end(void) { SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE; }
+void ticks_resume(void) { SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE; }
 
 uint32_t bsp_ticks(void)
 {

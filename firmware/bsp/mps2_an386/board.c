@@ -39,6 +39,18 @@ void bsp_uart_write(const uint8_t *buf, size_t len)
 
 static int rx_ready(void) { return (UART_STATE & STATE_RX_FULL) != 0; }
 
+void bsp_uart_rx_begin(void)
+{
+    ticks_pause();
+    irq_wait_begin(UART0_RX_IRQ);
+}
+
+void bsp_uart_rx_end(void)
+{
+    irq_wait_end(UART0_RX_IRQ);
+    ticks_resume();
+}
+
 int bsp_uart_getc(void)
 {
     wait_for_irq(UART0_RX_IRQ, rx_ready);

@@ -41,6 +41,18 @@ void bsp_uart_write(const uint8_t *buf, size_t len)
 
 static int rx_ready(void) { return (USART_SR(console) & SR_RXNE) != 0; }
 
+void bsp_uart_rx_begin(void)
+{
+    ticks_pause();
+    irq_wait_begin(console_irq);
+}
+
+void bsp_uart_rx_end(void)
+{
+    irq_wait_end(console_irq);
+    ticks_resume();
+}
+
 int bsp_uart_getc(void)
 {
     /* Reading SR then DR also clears an overrun, so a lost byte cannot wedge
