@@ -35,7 +35,9 @@ TARGETS = [
            what="accuracy below the float model's (points/100)"),
     Target("qemu_an386_deepc", "flash_bytes", 340_000, what="flash bytes"),
     Target("qemu_an386_deepc", "ram_bytes", 8_000, what="RAM bytes (static + heap peak + stack peak)"),
-    Target("*", "wall_seconds", 30.0, what="evaluate wall seconds, each env", issue=9),
+    # the whole evaluate (build check, boot, stream, host reference, metrics, plots), not only
+    # the device run (`wall_seconds`, about 1-3 s less)
+    Target("*", "total_seconds", 30.0, what="evaluate wall seconds, each env", issue=9),
     Target("*", "emulator_idle_cpu_percent", 5.0, what="idle emulator CPU, % of a core, each env", issue=9),
     Target(None, "total_seconds", 150.0, what="benchmark wall seconds, all envs", issue=9),
 ]
