@@ -1,8 +1,8 @@
 /* Free-running 32-bit tick counter for bsp_ticks().
  * Real boards (BSP_TICK_DWT): the DWT cycle counter, i.e. true CPU cycles.
- * QEMU boards: DWT reads 0 there, so SysTick (24 bits, CPU clock) with its
- * wrap interrupt supplying the upper 8 bits; under -icount its counts are
- * deterministic and proportional to executed instructions. */
+ * QEMU boards: DWT reads 0 there, so SysTick (24 bits, CPU clock), its wraps
+ * counted by bsp_ticks() itself; under -icount its counts are deterministic
+ * and proportional to executed instructions. */
 #include "bsp.h"
 #include "bsp_internal.h"
 #include "cortex_m.h"
@@ -28,8 +28,17 @@ void ticks_resume(void) {}
 #else
 
 #define SYSTICK_MAX 0x00FFFFFFu
+#define SYSTICK_RUN (SYST_CSR_CLKSOURCE | SYST_CSR_ENABLE)
 
-static volatile uint32_t systick_wraps;
+/* No wrap interrupt: an exception in the middle of an inference added its entry, exit and
+ * handler to that image's ticks, and its frame (104 bytes with the FPU context) to the stack
+ * high-water mark whenever it happened to fall at the deepest point, so the reported RAM
+ * depended on timing. bsp_ticks() counts a wrap when the down-counter reads higher than at its
+ * last call; SysTick runs only while a request is handled (ticks_pause/resume), and no
+ * request comes near 2^24 ticks (0.1 s at 168 MHz) between two calls, so no wrap is missed
+ * inside the inferences that are timed. Only bsp_ticks() (thread mode) touches these. */
+static uint32_t systick_wraps;
+static uint32_t systick_last = SYSTICK_MAX;
 
 void ticks_init(uint32_t cpu_hz)
 {
@@ -37,32 +46,29 @@ void ticks_init(uint32_t cpu_hz)
     SYST_CSR = 0;
     SYST_RVR = SYSTICK_MAX;
     SYST_CVR = 0;
-    SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE;
+    SYST_CSR = SYSTICK_RUN;
 }
 
-void SysTick_Handler(void) { systick_wraps++; }
+void SysTick_Handler(void) {} /* the wrap interrupt is never enabled */
 
-/* Stopping SysTick freezes its count (a wrap already pending is taken by the handler once
- * the frame is read and interrupts are unmasked), so bsp_ticks() stays monotonic and time
- * spent reading frames is not counted at all: however long the host takes, the count only
- * advances with code outside the frame reads, which is the same on every run
- * (deterministic), and an idle emulator has no timer deadline to jump to. Once per frame,
- * not per byte: under QEMU each restart of the timer wakes the I/O thread (about 2 us of
- * host CPU per byte). Inference never reads bytes; its tick counts are what they were, up
- * to the timer's phase (one tick either way on some images). */
-void ticks_pause(void) { SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT; }
+/* Stopping SysTick freezes its count, so bsp_ticks() stays monotonic and time spent reading
+ * frames is not counted at all: however long the host takes, the count only advances with
+ * code outside the frame reads, which is the same on every run (deterministic), and an idle
+ * emulator has no timer deadline to jump to. Once per frame, not per byte: under QEMU each
+ * restart of the timer wakes the I/O thread (about 2 us of host CPU per byte). Inference never
+ * reads bytes; its tick counts are what they were, up to the timer's phase (one tick either
+ * way on some images). */
+void ticks_pause(void) { SYST_CSR = SYST_CSR_CLKSOURCE; }
 
-void ticks_resume(void) { SYST_CSR = SYST_CSR_CLKSOURCE | SYST_CSR_TICKINT | SYST_CSR_ENABLE; }
+void ticks_resume(void) { SYST_CSR = SYSTICK_RUN; }
 
 uint32_t bsp_ticks(void)
 {
-    uint32_t wraps, down;
-    /* Retry if the counter wrapped between the two reads. */
-    do {
-        wraps = systick_wraps;
-        down = SYST_CVR;
-    } while (wraps != systick_wraps);
-    return (wraps << 24) + (SYSTICK_MAX - down);
+    const uint32_t down = SYST_CVR;
+    if (down > systick_last) /* reloaded since the last call */
+        systick_wraps++;
+    systick_last = down;
+    return (systick_wraps << 24) + (SYSTICK_MAX - down);
 }
 
 #endif
