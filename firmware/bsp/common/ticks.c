@@ -38,7 +38,7 @@ void ticks_resume(void) {}
  * request comes near 2^24 ticks (0.1 s at 168 MHz) between two calls, so no wrap is missed
  * inside the inferences that are timed. Only bsp_ticks() (thread mode) touches these. */
 static uint32_t systick_wraps;
-static uint32_t systick_last = SYSTICK_MAX;
+static uint32_t systick_last; /* set by ticks_init (.bss, not .data) */
 
 void ticks_init(uint32_t cpu_hz)
 {
@@ -46,6 +46,7 @@ void ticks_init(uint32_t cpu_hz)
     SYST_CSR = 0;
     SYST_RVR = SYSTICK_MAX;
     SYST_CVR = 0;
+    systick_last = SYSTICK_MAX;
     SYST_CSR = SYSTICK_RUN;
 }
 
