@@ -63,12 +63,14 @@ static int decode_context(const uint8_t *src, size_t len, uint8_t *px, size_t si
         return DETAIL_BAD_ENCODING; /* the tables are for 28x28 digits */
     if (len < 4)
         return DETAIL_BAD_IMAGE;
-    rans_t r = {src, len, 4, (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24, 0};
+    rans_t r = {src, len, 4,
+                (uint32_t)src[0] | (uint32_t)src[1] << 8 | (uint32_t)src[2] << 16 | (uint32_t)src[3] << 24,
+                0};
     for (int i = 0; i < SIDE * SIDE; i++) {
         const int y = i / SIDE, x = i % SIDE;
         const unsigned ctx = on(px, y, x - 1) | on(px, y - 1, x) << 1 | on(px, y - 1, x - 1) << 2 |
-                             on(px, y - 1, x + 1) << 3 | on(px, y, x - 2) << 4 | on(px, y - 2, x) << 5 |
-                             on(px, y - 1, x - 2) << 6 | on(px, y - 1, x + 2) << 7;
+            on(px, y - 1, x + 1) << 3 | on(px, y, x - 2) << 4 | on(px, y - 2, x) << 5 |
+            on(px, y - 1, x - 2) << 6 | on(px, y - 1, x + 2) << 7;
         px[i] = (uint8_t)rans_bit(&r, img_mask_p1[ctx]);
     }
     for (int i = 0; i < SIDE * SIDE; i++) {

@@ -63,7 +63,11 @@ def mask_contexts(mask: np.ndarray) -> np.ndarray:
 def neighbour_counts(mask: np.ndarray) -> np.ndarray:
     """[N, 784] non-zero neighbours (0..8) of each pixel in the whole zero map."""
     m = mask.reshape(-1, SIDE, SIDE).astype(np.int32)
-    n = sum(_shifted(m, dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+    n = np.zeros_like(m)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                n += _shifted(m, dy, dx)
     return n.reshape(len(m), SIZE)
 
 
