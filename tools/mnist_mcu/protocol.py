@@ -297,9 +297,9 @@ def encode_images(images, encoding: int = ENC_DEFAULT) -> list[bytes]:
     """INFER payloads of many images [N, pixels] at once (encoding 3 is vectorised over images)."""
     px = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
     if encoding == ENC_RAW:
-        return [bytes((ENC_RAW,)) + row.tobytes() for row in px]
+        return [_raw_payload(row) for row in px]
     if encoding == ENC_ZERO_RUN:
-        return [bytes((ENC_ZERO_RUN,)) + zero_run_encode(row) for row in px]
+        return [_zero_run_payload(row) for row in px]
     if encoding == ENC_CONTEXT:
         from .image_codec import SIZE, encode_many
 
@@ -307,18 +307,25 @@ def encode_images(images, encoding: int = ENC_DEFAULT) -> list[bytes]:
             raise ValueError(f"encoding 3 is defined for {SIZE}-pixel images, not {px.shape[1]}")
         return [bytes((ENC_CONTEXT,)) + data for data in encode_many(px)]
     if encoding == ENC_BEST:
-        if px.shape[1] != 784:  # encoding 3's tables are made for 28x28 digits
-            return [min(encode_images(row[None], ENC_ZERO_RUN)[0], encode_images(row[None], ENC_RAW)[0], key=len)
-                    for row in px]
-        out = encode_images(px, ENC_CONTEXT)
+        from .image_codec import SIZE
+
+        # encoding 3's tables are made for 28x28 digits; other sizes choose between the other two
+        out = encode_images(px, ENC_CONTEXT) if px.shape[1] == SIZE else [b""] * len(px)
         for i, row in enumerate(px):
             # zero-run needs at least a byte per non-zero pixel: skip it (host CPU competes with
             # the emulators) when it cannot be shorter
-            if len(out[i]) > np.count_nonzero(row) + 1:
-                out[i] = min((out[i], encode_images(row[None], ENC_ZERO_RUN)[0], bytes((ENC_RAW,)) + row.tobytes()),
-                             key=len)
+            if not out[i] or len(out[i]) > np.count_nonzero(row) + 1:
+                out[i] = min([p for p in (out[i], _zero_run_payload(row), _raw_payload(row)) if p], key=len)
         return out
     raise ValueError(f"unknown encoding {encoding}")
+
+
+def _raw_payload(row: np.ndarray) -> bytes:
+    return bytes((ENC_RAW,)) + row.tobytes()
+
+
+def _zero_run_payload(row: np.ndarray) -> bytes:
+    return bytes((ENC_ZERO_RUN,)) + zero_run_encode(row)
 
 
 def decode_image(payload: bytes, size: int) -> bytes:

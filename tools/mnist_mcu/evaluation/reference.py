@@ -142,12 +142,15 @@ def compute(env, model_path, pixels: np.ndarray) -> Reference:
 
 
 class Background:
-    """Run the host reference in a thread while the device streams (it is not needed before)."""
+    """Run fn(*args) in a thread while other work goes on (the host reference while the device
+    streams, the plot imports, the images' encoding while the emulators boot); result() waits
+    for it and re-raises its error."""
 
     def __init__(self, fn, *args):
         self._result = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True, name="host-reference")
+        self._thread = threading.Thread(target=self._run, args=(fn, *args), daemon=True,
+                                        name=f"background-{getattr(fn, '__name__', 'task')}")
         self._thread.start()
 
     def _run(self, fn, *args):

@@ -19,6 +19,7 @@ import numpy as np
 from .. import protocol as P
 from ..errors import UserError
 from .progress import Progress
+from .reference import Background
 
 # QEMU spends most of its time waking up per UART byte, not computing. Each instance is
 # pinned to one CPU (qemu.cpu_slot), so one per CPU keeps them all busy; on 2 cores, 10,000
@@ -202,7 +203,7 @@ def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: Strea
     t0 = time.monotonic()
     instances = [Qemu(elf, machine, timeout=options.timeout, name=f"qemu {machine} #{i}", cpu=cpu_slot(i),
                       unix_socket=True) for i in range(jobs)]
-    encoding = _Background(encoded_payloads, pixels, options.encoding)  # while the emulators boot
+    encoding = Background(encoded_payloads, pixels, options.encoding)  # while the emulators boot
     try:
         start_all(instances)
         devices = [q.device for q in instances if q.device is not None]
@@ -223,28 +224,6 @@ def run_qemu(elf, machine: str, pixels, jobs: int = DEFAULT_JOBS, options: Strea
         stop_all(instances)
     run.wall_seconds = time.monotonic() - t0
     return run
-
-
-class _Background:
-    """Runs fn(*args) in a thread; result() waits for it and re-raises its error."""
-
-    def __init__(self, fn, *args):
-        self._out: list = []
-        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn, args):
-        try:
-            self._out.append((True, fn(*args)))
-        except BaseException as exc:  # noqa: BLE001 - re-raised by result()
-            self._out.append((False, exc))
-
-    def result(self):
-        self._thread.join()
-        ok, value = self._out[0]
-        if not ok:
-            raise value
-        return value
 
 
 def _idle_cpu_percent(instances, cpu_before, since: float, seconds: float = IDLE_PROBE_SECONDS) -> float | None:
