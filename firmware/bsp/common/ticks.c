@@ -20,8 +20,6 @@ void ticks_init(uint32_t cpu_hz)
 
 uint32_t bsp_ticks(void) { return DWT_CYCCNT; }
 
-void SysTick_Handler(void) {} /* SysTick is not enabled on these boards */
-
 void ticks_pause(void) {}
 void ticks_resume(void) {}
 
@@ -50,8 +48,6 @@ void ticks_init(uint32_t cpu_hz)
     SYST_CSR = SYSTICK_RUN;
 }
 
-void SysTick_Handler(void) {} /* the wrap interrupt is never enabled */
-
 /* Stopping SysTick freezes its count, so bsp_ticks() stays monotonic and time spent reading
  * frames is not counted at all: however long the host takes, the count only advances with
  * code outside the frame reads, which is the same on every run (deterministic), and an idle
@@ -73,5 +69,8 @@ uint32_t bsp_ticks(void)
 }
 
 #endif
+
+/* SysTick is off on boards and runs without its wrap interrupt on the QEMU twins. */
+void SysTick_Handler(void) {}
 
 uint32_t bsp_tick_hz(void) { return bsp_cpu_hz(); } /* both count CPU clocks */

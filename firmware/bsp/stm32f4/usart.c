@@ -57,7 +57,7 @@ int bsp_uart_getc(void)
 {
     /* Reading SR then DR also clears an overrun, so a lost byte cannot wedge
      * the receiver; the protocol's CRC catches the damage. */
-    wait_for_irq(console_irq, rx_ready); /* SR is read once the line is pending (idle.c) */
+    wait_for_irq(console_irq, rx_ready); /* SR is read after each wake-up (idle.c) */
     int c = (int)(USART_DR(console) & 0xFFu);
     return c;
 }
