@@ -14,11 +14,14 @@ void ticks_init(uint32_t cpu_hz);
  * mark (memstats.c). Called first thing from Reset_Handler. */
 void stack_paint(void);
 
-/* Common: sleep until interrupt `irq` is pending and ready() holds (idle.c).
- * Lets an emulator stop spinning while the host sends bytes. Only between
- * irq_wait_begin(irq) (masks interrupts, enables the line) and irq_wait_end(irq). */
+/* Common: sleep until interrupt `irq` is pending (idle.c). Lets an emulator stop
+ * spinning while the host sends bytes. Only between irq_wait_begin(irq) (masks
+ * interrupts, enables the line) and irq_wait_end(irq). After taking the byte the
+ * driver calls irq_clear(), which returns 0 when the pending state stays: the
+ * line is still high (the next byte is in, or the UART holds an error). */
 void irq_wait_begin(unsigned irq);
-void wait_for_irq(unsigned irq, int (*ready)(void));
+void wait_for_irq(unsigned irq);
+int irq_clear(unsigned irq);
 void irq_wait_end(unsigned irq);
 
 /* Common: stop and restart the tick timer around a frame's reception (ticks.c):

@@ -43,6 +43,7 @@
 #define ICSR_PENDSTCLR (1u << 25)
 #define NVIC_ISER(n) REG32(0xE000E100u + 4u * (n))
 #define NVIC_ICER(n) REG32(0xE000E180u + 4u * (n))
+#define NVIC_ISPR(n) REG32(0xE000E200u + 4u * (n))
 #define NVIC_ICPR(n) REG32(0xE000E280u + 4u * (n))
 
 /* Debug cycle counter (real silicon; reads 0 under QEMU) */

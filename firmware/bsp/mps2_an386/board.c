@@ -14,7 +14,6 @@
 #define UART_BAUDDIV REG32(UART0_BASE + 0x10u)
 
 #define STATE_TX_FULL (1u << 0)
-#define STATE_RX_FULL (1u << 1)
 #define CTRL_TX_EN (1u << 0)
 #define CTRL_RX_EN (1u << 1)
 #define CTRL_RX_INT (1u << 3)
@@ -37,8 +36,6 @@ void bsp_uart_write(const uint8_t *buf, size_t len)
     }
 }
 
-static int rx_ready(void) { return (UART_STATE & STATE_RX_FULL) != 0; }
-
 void bsp_uart_rx_begin(void)
 {
     ticks_pause();
@@ -53,11 +50,13 @@ void bsp_uart_rx_end(void)
 
 int bsp_uart_getc(void)
 {
-    wait_for_irq(UART0_RX_IRQ, rx_ready);
-    /* The RX interrupt is latched until cleared: clear it before reading DATA, so the next
-     * byte (which may arrive as soon as DATA is read) raises the line again (idle.c). */
+    wait_for_irq(UART0_RX_IRQ);
+    /* The RX interrupt is latched until INTCLR, so the line is high until then; the
+     * clear of the pending bit comes after DATA is read (idle.c). Refused, it means
+     * the next byte is already in. */
     UART_INTCLR = INT_RX;
     int c = (int)(UART_DATA & 0xFFu);
+    (void)irq_clear(UART0_RX_IRQ);
     return c;
 }
 

@@ -9,7 +9,7 @@
 #define USART_BRR(b) REG32((b) + 0x08u)
 #define USART_CR1(b) REG32((b) + 0x0Cu)
 
-#define SR_RXNE (1u << 5)
+#define SR_ORE (1u << 3)
 #define SR_TXE (1u << 7)
 #define CR1_RE (1u << 2)
 #define CR1_RXNEIE (1u << 5)
@@ -39,12 +39,20 @@ void bsp_uart_write(const uint8_t *buf, size_t len)
     }
 }
 
-static int rx_ready(void) { return (USART_SR(console) & SR_RXNE) != 0; }
-
 void bsp_uart_rx_begin(void)
 {
     ticks_pause();
     irq_wait_begin(console_irq);
+    /* The line is RXNEIE & (RXNE | ORE), and an overrun holds it high until SR and
+     * then DR are read. Bytes that came while no frame was read (the host resent
+     * while the firmware computed) may have overrun: drop the held byte, its request
+     * is damaged anyway. Once per frame: the per-byte path reads no status register
+     * (idle.c); a frame's bytes come one per UART character time, far slower than
+     * the loop that takes them. */
+    if (USART_SR(console) & SR_ORE) {
+        (void)USART_DR(console);
+        (void)irq_clear(console_irq);
+    }
 }
 
 void bsp_uart_rx_end(void)
@@ -55,9 +63,8 @@ void bsp_uart_rx_end(void)
 
 int bsp_uart_getc(void)
 {
-    /* Reading SR then DR also clears an overrun, so a lost byte cannot wedge
-     * the receiver; the protocol's CRC catches the damage. */
-    wait_for_irq(console_irq, rx_ready); /* SR is read after each wake-up (idle.c) */
+    wait_for_irq(console_irq);
     int c = (int)(USART_DR(console) & 0xFFu);
+    (void)irq_clear(console_irq); /* refused: the next byte is already in (idle.c) */
     return c;
 }
