@@ -49,6 +49,7 @@ class FakeDevice:
         self.silent = False
         self.delay = 0.0
         self.requests = 0
+        self.wire = bytearray()   # every byte the host sent
         self.inferences = []
         self.profile_runs = 0     # inferences since the last PROFILE_CLEAR
         self.conn = None
@@ -68,6 +69,7 @@ class FakeDevice:
                 return
             if not data:
                 return
+            self.wire += data
             for item in dec.feed(data):
                 if not isinstance(item, P.Frame):
                     code = P.ERR_BAD_CRC if isinstance(item, P.CrcError) else P.ERR_MALFORMED
@@ -178,6 +180,20 @@ def test_lost_reply_is_retried(fake):
         got = dict(dev.infer_many(enumerate(imgs), window=2))
         assert dev.resends == 1
     assert sorted(got) == list(range(6))
+
+
+def test_only_the_first_frame_and_resends_lead_with_a_delimiter(fake):
+    """Every frame ends with 0x00, so only a stream's first frame needs a leading one (to end
+    whatever the device holds), and a resend, after a timeout or an error: a byte per image less."""
+    fake.drop_replies = {3}
+    imgs = _images(5)
+    with Device(fake.url, timeout=0.3, retries=2) as dev:
+        got = dict(dev.infer_many(enumerate(imgs), window=1))
+        assert dev.resends == 1 and sorted(got) == list(range(5))
+        sent = dev.bytes_sent
+    parts = bytes(fake.wire).split(b"\x00")  # 00 F1 00 F2 00 F3 00 | 00 F3 00 F4 00 F5 00
+    assert [len(p) > 0 for p in parts] == [False, True, True, True, False, True, True, True, False]
+    assert parts[3] == parts[5] and sent == len(fake.wire)
 
 
 def test_corrupted_reply_is_retried(fake):
@@ -317,3 +333,29 @@ def test_stream_to_ports_shards_the_images_over_every_device():
     # the per-layer profile: cleared before the run, summed over both devices after it
     assert [(r["name"], r["runs"], r["mean_ticks"], r["max_ticks"], r["macs"]) for r in run.layers] == [
         ("layer0", 120, 1000.0, 1000, 7840), ("layer1", 120, 200.0, 250, 0)]
+
+
+def test_encoded_payloads_fill_while_read_and_are_kept(monkeypatch):
+    """The first run's payloads are encoded chunk by chunk in a thread while they stream; the
+    finished list is kept for the next run on the same images."""
+    from mnist_mcu.evaluation import session as S
+
+    monkeypatch.setattr(S._Encoding, "FIRST", 7)
+    monkeypatch.setattr(S._Encoding, "CHUNK", 50)
+    S._encoded_cache.clear()
+    imgs = _images(130, seed=3)
+    lazy = S.encoded_payloads(imgs, P.ENC_BEST)
+    assert isinstance(lazy, S._Encoding) and len(lazy) == 130
+    want = P.encode_images(imgs, P.ENC_BEST)
+    assert [lazy[i] for i in range(130)] == want
+    again = S.encoded_payloads(imgs, P.ENC_BEST)
+    assert isinstance(again, list) and again == want
+    assert isinstance(S.encoded_payloads(imgs[:129], P.ENC_BEST), S._Encoding)  # other images
+
+
+def test_encoding_error_reaches_the_reader():
+    from mnist_mcu.evaluation import session as S
+
+    lazy = S.encoded_payloads(_images(3), 99)
+    with pytest.raises(ValueError, match="unknown encoding"):
+        lazy[0]

@@ -223,11 +223,16 @@ class Qemu:
                                     f"{_one_line(err) or exc}") from None
                 time.sleep(0.02)
 
-    def cpu_seconds(self) -> float | None:
-        """Host CPU time (user + system) QEMU has used so far, from /proc (Linux)."""
+    def cpu_seconds(self, precise: bool = False) -> float | None:
+        """Host CPU time (user + system) QEMU has used so far, from /proc (Linux). /proc's stat
+        counts in 10 ms ticks; precise sums the live threads' schedstat (nanoseconds), for short
+        samples such as the idle probe (a thread that ended meanwhile is not counted)."""
         if self.proc is None:
             return None
         try:
+            if precise:
+                tasks = Path(f"/proc/{self.proc.pid}/task").iterdir()
+                return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks) / 1e9
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         except (OSError, IndexError, ValueError):

@@ -270,7 +270,7 @@ class Device:
         window = min(window, MAX_IN_FLIGHT)  # more would leave no free sequence number
         timeout = self.timeout if timeout is None else timeout
         pending: dict[int, list] = {}  # seq -> [key, type, wire, attempts, deadline]
-        exhausted = False
+        exhausted = sent = False
         while True:
             while not exhausted and len(pending) < window:
                 try:
@@ -282,10 +282,14 @@ class Device:
                 while seq in pending:
                     seq = self.next_seq()
                 # a leading 0x00 ends any partial frame the device holds (line noise, a
-                # half-sent frame from an earlier session); the firmware ignores empty frames
-                wire = b"\x00" + P.encode_frame(type_, seq, payload)
+                # half-sent frame from an earlier session); the firmware ignores empty frames.
+                # Only the first frame needs it: each frame ends with 0x00, so the next one
+                # starts on a boundary (1 byte less per image, and bytes are what an emulated
+                # UART costs); a resend, after an error or a timeout, always has it.
+                wire = P.encode_frame(type_, seq, payload)
                 pending[seq] = [key, type_, wire, 0, time.monotonic() + timeout]
-                self.write_raw(wire)
+                self.write_raw(wire if sent else b"\x00" + wire)
+                sent = True
             if not pending:
                 return
             # consume queued frames
@@ -332,7 +336,7 @@ class Device:
         entry[3] += 1
         entry[4] = time.monotonic() + timeout
         self.resends += 1
-        self.write_raw(entry[2])
+        self.write_raw(b"\x00" + entry[2])
 
     def info(self, timeout: float | None = None) -> P.Info:
         frame = self.request(P.INFO, b"", timeout=timeout)
