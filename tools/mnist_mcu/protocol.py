@@ -8,6 +8,7 @@ Pure functions and small dataclasses only; no I/O (that is transport.py).
 
 from __future__ import annotations
 
+import binascii
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,25 +78,10 @@ class CrcError(ProtocolError):
 
 # ---------------------------------------------------------------- CRC-16/CCITT-FALSE
 
-def _crc_table():
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_CRC_TABLE = _crc_table()
-
-
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, xorout 0."""
-    table = _CRC_TABLE
-    for b in data:
-        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ b) & 0xFF]
-    return crc
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, xorout 0 (binascii's
+    crc_hqx is this CRC, in C: ~0.4 instead of ~12 µs for a 135-byte request)."""
+    return binascii.crc_hqx(data, crc)
 
 
 # ---------------------------------------------------------------- COBS

@@ -56,7 +56,7 @@ def plot_confusion(cm: np.ndarray, path: Path, title: str):
     ax.set_ylabel("true label (recall)")
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="errors (count, log scale; diagonal grey)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.15, right=0.89, bottom=0.09, top=0.94)  # fixed: tight_layout took ~0.1 s
     fig.savefig(path)
     plt.close(fig)
 
@@ -107,7 +107,7 @@ def plot_misclassified(images, labels, predicted, indices, path: Path, title: st
         ax.text(cols * cell_w / 2, cell_h / 2, "no misclassified images", ha="center", fontsize=9)
     note = f" (red frame: device and {host_name} disagree)" if host_cls is not None else ""
     ax.set_title(title + note, fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.3 / fig.get_figheight())
     fig.savefig(path)
     plt.close(fig)
 
@@ -127,7 +127,7 @@ def plot_ticks(ticks, info, report: dict, path: Path, title: str):
     ax.set_xlabel(f"{unit} per inference")
     ax.set_ylabel("images")
     ax.set_title(title, fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.9)
     fig.savefig(path)
     plt.close(fig)
 

@@ -27,7 +27,7 @@ from .progress import Progress
 DEFAULT_JOBS = max(2, min(4, os.cpu_count() or 2))
 DEFAULT_WINDOW_QEMU = 4  # requests queued in QEMU's socket while the guest computes
 DEFAULT_WINDOW_SERIAL = 1
-IDLE_PROBE_SECONDS = 0.2  # booted, before the first image: how long the emulators' idle CPU is sampled (ns clock)
+IDLE_PROBE_SECONDS = 0.1  # booted, before the first image: how long the emulators' idle CPU is sampled (ns clock)
 
 
 @dataclass
