@@ -34,13 +34,9 @@
 #define SYST_RVR REG32(0xE000E014u)
 #define SYST_CVR REG32(0xE000E018u)
 #define SYST_CSR_ENABLE (1u << 0)
-#define SYST_CSR_TICKINT (1u << 1)
 #define SYST_CSR_CLKSOURCE (1u << 2) /* 1 = processor clock */
 
-/* Interrupt control and NVIC */
-#define SCB_ICSR REG32(0xE000ED04u)
-#define ICSR_PENDSTSET (1u << 26)
-#define ICSR_PENDSTCLR (1u << 25)
+/* NVIC */
 #define NVIC_ISER(n) REG32(0xE000E100u + 4u * (n))
 #define NVIC_ICER(n) REG32(0xE000E180u + 4u * (n))
 #define NVIC_ISPR(n) REG32(0xE000E200u + 4u * (n))
