@@ -15,18 +15,19 @@ void ticks_init(uint32_t cpu_hz);
 void stack_paint(void);
 
 /* Common: sleep until interrupt `irq` is pending (idle.c). Lets an emulator stop
- * spinning while the host sends bytes. Only between irq_wait_begin(irq) (masks
- * interrupts, enables the line) and irq_wait_end(irq). After taking the byte the
- * driver calls irq_clear(), which returns 0 when the pending state stays: the
- * line is still high (the next byte is in, or the UART holds an error). */
+ * spinning while the host sends bytes. Only between irq_wait_begin(irq) and
+ * irq_wait_end(irq), which bracket a frame's reception: they mask interrupts,
+ * enable the line and stop the tick timer (ticks_pause/resume), and undo it.
+ * After taking the byte the driver calls irq_clear(); the NVIC refuses it while
+ * the line is still high (the next byte is already in). */
 void irq_wait_begin(unsigned irq);
 void wait_for_irq(unsigned irq);
-int irq_clear(unsigned irq);
+void irq_clear(unsigned irq);
 void irq_wait_end(unsigned irq);
 
 /* Common: stop and restart the tick timer around a frame's reception (ticks.c):
  * waiting for the host is not counted, and an idle emulator has no timer to
- * spin on; no-ops with the DWT counter. Called by bsp_uart_rx_begin/end. */
+ * spin on; no-ops with the DWT counter. Called by irq_wait_begin/end. */
 void ticks_pause(void);
 void ticks_resume(void);
 

@@ -4,7 +4,7 @@
  * on a 2-core machine starve each other. Here the core sleeps in WFI until the
  * UART's interrupt is pending. For a whole frame (bsp_uart_rx_begin/end) PRIMASK
  * stays set, so no handler runs (WFI still wakes on a pending interrupt), and
- * the UART's NVIC line is enabled only meanwhile. The link also stops SysTick
+ * the UART's NVIC line is enabled only meanwhile. irq_wait_begin also stops SysTick
  * for the frame (ticks.c): under QEMU -icount sleep=off a WFI jumps virtual time
  * to the next timer deadline, so a running SysTick made an idle guest wake every
  * 2^24 ticks and spin. With it stopped, nothing but the UART wakes the guest
@@ -29,6 +29,7 @@
 
 void irq_wait_begin(unsigned irq)
 {
+    ticks_pause();
     __asm__ volatile("cpsid i" ::: "memory");
     NVIC_ISER(irq >> 5) = 1u << (irq & 31u);
 }
@@ -38,6 +39,7 @@ void irq_wait_end(unsigned irq)
     NVIC_ICER(irq >> 5) = 1u << (irq & 31u);
     dsb_isb();
     __asm__ volatile("cpsie i" ::: "memory");
+    ticks_resume();
 }
 
 void wait_for_irq(unsigned irq)
@@ -49,10 +51,8 @@ void wait_for_irq(unsigned irq)
     }
 }
 
-int irq_clear(unsigned irq)
+void irq_clear(unsigned irq)
 {
-    const uint32_t bit = 1u << (irq & 31u);
-    NVIC_ICPR(irq >> 5) = bit;
+    NVIC_ICPR(irq >> 5) = 1u << (irq & 31u);
     dsb_isb();
-    return (NVIC_ISPR(irq >> 5) & bit) == 0;
 }

@@ -36,17 +36,9 @@ void bsp_uart_write(const uint8_t *buf, size_t len)
     }
 }
 
-void bsp_uart_rx_begin(void)
-{
-    ticks_pause();
-    irq_wait_begin(UART0_RX_IRQ);
-}
+void bsp_uart_rx_begin(void) { irq_wait_begin(UART0_RX_IRQ); }
 
-void bsp_uart_rx_end(void)
-{
-    irq_wait_end(UART0_RX_IRQ);
-    ticks_resume();
-}
+void bsp_uart_rx_end(void) { irq_wait_end(UART0_RX_IRQ); }
 
 int bsp_uart_getc(void)
 {
@@ -56,7 +48,7 @@ int bsp_uart_getc(void)
      * the next byte is already in. */
     UART_INTCLR = INT_RX;
     int c = (int)(UART_DATA & 0xFFu);
-    (void)irq_clear(UART0_RX_IRQ);
+    irq_clear(UART0_RX_IRQ);
     return c;
 }
 

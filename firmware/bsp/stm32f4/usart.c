@@ -41,7 +41,6 @@ void bsp_uart_write(const uint8_t *buf, size_t len)
 
 void bsp_uart_rx_begin(void)
 {
-    ticks_pause();
     irq_wait_begin(console_irq);
     /* The line is RXNEIE & (RXNE | ORE), and an overrun holds it high until SR and
      * then DR are read. Bytes that came while no frame was read (the host resent
@@ -51,20 +50,16 @@ void bsp_uart_rx_begin(void)
      * the loop that takes them. */
     if (USART_SR(console) & SR_ORE) {
         (void)USART_DR(console);
-        (void)irq_clear(console_irq);
+        irq_clear(console_irq);
     }
 }
 
-void bsp_uart_rx_end(void)
-{
-    irq_wait_end(console_irq);
-    ticks_resume();
-}
+void bsp_uart_rx_end(void) { irq_wait_end(console_irq); }
 
 int bsp_uart_getc(void)
 {
     wait_for_irq(console_irq);
     int c = (int)(USART_DR(console) & 0xFFu);
-    (void)irq_clear(console_irq); /* refused: the next byte is already in (idle.c) */
+    irq_clear(console_irq); /* refused: the next byte is already in (idle.c) */
     return c;
 }
