@@ -168,7 +168,8 @@ def _compare_reports(farm_report: dict, direct: dict):
             assert farm_report.get(key) == direct.get(key), key
     per_tick = 1e9 / direct["tick_hz"]  # emulated instructions per tick (-icount shift=0: 1 ns each)
     for key in TICK_KEYS:
-        assert abs(farm_report[key] - direct[key]) <= per_tick, (key, farm_report[key], direct[key])
+        # one tick apart at most; the slack is float rounding (ticks are converted to instructions)
+        assert abs(farm_report[key] - direct[key]) <= per_tick * (1 + 1e-9), (key, farm_report[key], direct[key])
 
 
 # ---------------------------------------------------------------------- the sharded run

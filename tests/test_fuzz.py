@@ -6,9 +6,10 @@ pack/parse pair round-trips; framed messages survive garbage around them. A few 
 examples in the fast set, over 10^5 in the slow one.
 
 Device: random bytes, bad CRCs, truncated and oversized frames, unknown types, zero-run images
-that decode to too few or too many pixels, long 0x00 runs and bursts sent without reading, mixed
-with good INFER (and INFO) requests. Every good request must be answered exactly once, with its
-seq and the class the host model gives; nothing may hang; INFO must answer at the end."""
+that decode to too few or too many pixels, INFER_BATCH frames whose first image is bad, long 0x00
+runs and bursts sent without reading, mixed with good INFER and INFER_BATCH requests (and INFO).
+Every good image must be answered exactly once, with its request's seq (and its index in a batch)
+and the class the host model gives; nothing may hang; INFO must answer at the end."""
 
 from __future__ import annotations
 
@@ -223,8 +224,8 @@ def _host_classes(pixels: np.ndarray) -> np.ndarray:
 def _adversarial(rng: np.random.Generator, images: np.ndarray) -> tuple[str, bytes, bool]:
     """(category, wire bytes, expects an ERROR reply). Junk seqs stay below 0x80: good ones above."""
     kind = rng.choice(["random", "bad-crc", "truncated", "oversized", "oversized-fit", "unknown-type",
-                       "too-few-pixels", "too-many-pixels", "zero-run", "bad-encoding", "empty-infer"],
-                      p=[0.2, 0.12, 0.12, 0.03, 0.03, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05])
+                       "too-few-pixels", "too-many-pixels", "zero-run", "bad-encoding", "empty-infer", "bad-batch"],
+                      p=[0.2, 0.12, 0.12, 0.03, 0.03, 0.1, 0.1, 0.1, 0.07, 0.04, 0.04, 0.05])
     seq = int(rng.integers(0, 0x80))
     px = images[rng.integers(len(images))]
     if kind == "random":
@@ -244,8 +245,8 @@ def _adversarial(rng: np.random.Generator, images: np.ndarray) -> tuple[str, byt
         head = bytes((P.INFER, seq)) + bytes(rng.integers(1, 256, 1021 + int(rng.integers(0, 3)), dtype=np.uint8))
         return kind, P.cobs_encode(head + struct.pack("<H", P.crc16(head))) + b"\x00", True
     if kind == "unknown-type":
-        t = int(rng.choice([0x00, 0x04, 0x55, 0x7E, 0x7F, 0x81, 0x82, 0x83, 0xFF]))
-        if t == 0x04 and rng.random() < 0.5:  # PROFILE (0x03) with any payload but its 2 bytes
+        t = int(rng.choice([0x00, 0x05, 0x55, 0x7E, 0x7F, 0x81, 0x82, 0x83, 0x84, 0xFF]))
+        if t == 0x05 and rng.random() < 0.5:  # PROFILE (0x03) with any payload but its 2 bytes
             t = P.PROFILE
             return kind, P.encode_frame(t, seq, bytes(rng.choice([0, 1, 3, 5, 19]))), True
         return kind, P.encode_frame(t, seq, bytes(rng.integers(0, 256, int(rng.integers(0, 20)), dtype=np.uint8))), True
@@ -260,6 +261,11 @@ def _adversarial(rng: np.random.Generator, images: np.ndarray) -> tuple[str, byt
         return kind, P.encode_frame(P.INFER, seq, bytes((P.ENC_ZERO_RUN,)) + b"\x00\xff" * 3 + tail), True
     if kind == "bad-encoding":
         return kind, P.encode_frame(P.INFER, seq, bytes((int(rng.integers(2, 256)),)) + px.tobytes()[:700]), True
+    if kind == "bad-batch":  # INFER_BATCH whose first image is cut, coded in no known way, or missing
+        first = [bytes((P.ENC_ZERO_RUN,)) + P.zero_run_encode(px[: int(rng.integers(0, 784))]),
+                 P.encode_image(px, P.ENC_CONTEXT)[: int(rng.integers(1, 60))],
+                 bytes((int(rng.integers(4, 256)),)) + px.tobytes()[:300], b""][int(rng.integers(0, 4))]
+        return kind, P.encode_frame(P.INFER_BATCH, seq, first), True
     return kind, P.encode_frame(P.INFER, seq, b""), True  # empty INFER payload
 
 
@@ -291,28 +297,38 @@ def test_firmware_survives_adversarial_inputs(build_env, mnist_dir, capsys):
                 kinds[kind] += 1
                 bad_sent += 1
                 expect_errors += errs
-            burst = {}  # seq -> request number; a burst of good requests without reading
+            burst = {}  # seq -> its images; a burst of good requests without reading
             for _ in range(int(rng.integers(1, 5))):
                 if next_image >= n_images:
                     break
                 seq = 0x80 | (req & 0x7F)
-                link.send(b"\x00" + P.encode_frame(P.INFER, seq, P.encode_image(images[next_image])))
-                burst[seq] = next_image
-                next_image += 1
+                k = min(n_images - next_image, int(rng.integers(2, 9)) if rng.random() < 0.3 else 1)
+                # INFER_BATCH: as many of the k as fit in one frame, one reply per image
+                idx, payload = next(P.batches(((j, P.encode_image(images[j])) for j in
+                                               range(next_image, next_image + k)), k))
+                wire = P.encode_frame(P.INFER_BATCH if len(idx) > 1 else P.INFER, seq, payload)
+                link.send(b"\x00" + wire)
+                burst[seq] = idx
+                next_image += len(idx)
                 req += 1
             if not burst:  # bad inputs left over: read their replies so the device never blocks
                 link.pump(0.05)
             deadline = time.monotonic() + 10
-            replies: Counter = Counter()
-            while burst and any(replies[s] == 0 for s in burst):
+            replies: Counter = Counter()  # (seq, index in its batch)
+            wanted = [(s, i) for s, idx in burst.items() for i in range(len(idx))]
+            while burst and any(replies[w] == 0 for w in wanted):
                 assert time.monotonic() < deadline, f"no reply to seqs {sorted(burst)}: the device hangs"
                 link.pump(0.05)
                 for f in link.frames:
-                    if f.type == P.INFER_REPLY:
+                    if f.type in (P.INFER_REPLY, P.INFER_BATCH_REPLY):
                         assert f.seq in burst, f"INFER reply with seq {f.seq:#x} nobody is waiting for"
-                        replies[f.seq] += 1
-                        res = P.parse_infer_reply(f.payload)
-                        answered.setdefault(burst[f.seq], res.cls)
+                        batch = f.type == P.INFER_BATCH_REPLY
+                        assert batch == (len(burst[f.seq]) > 1), f"reply type {f.type:#x} to seq {f.seq:#x}"
+                        i, payload = (f.payload[0], f.payload[1:]) if batch else (0, f.payload)
+                        assert i < len(burst[f.seq]), f"reply index {i} past the batch of seq {f.seq:#x}"
+                        replies[(f.seq, i)] += 1
+                        res = P.parse_infer_reply(payload)
+                        answered.setdefault(burst[f.seq][i], res.cls)
                     elif f.type == P.ERROR:
                         kinds["ERROR replies"] += 1
                         assert f.seq < 0x80 or f.seq not in burst or P.parse_error(f.payload).code in (1, 3), \
@@ -320,12 +336,15 @@ def test_firmware_survives_adversarial_inputs(build_env, mnist_dir, capsys):
                     else:
                         raise AssertionError(f"unexpected frame {f}")
                 link.frames.clear()
-            assert all(replies[s] == 1 for s in burst), f"answered more than once: {replies}"
+            assert all(replies[w] == 1 for w in wanted), f"answered more than once: {replies}"
             good += len(burst)
-        # settle: any late frame must not be a second answer
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:
-            link.pump(0.05)
+        # settle until the line has been quiet for 0.5 s (the bad inputs sent after the last good
+        # request may take longer than that to answer): any late frame must not be a second answer
+        quiet, deadline = time.monotonic() + 0.5, time.monotonic() + 30
+        while time.monotonic() < quiet:
+            assert time.monotonic() < deadline, "the device never stops sending"
+            if link.pump(0.05):
+                quiet = time.monotonic() + 0.5
         late = [f for f in link.frames if f.type != P.ERROR]
         kinds["ERROR replies"] += sum(f.type == P.ERROR for f in link.frames)
         assert not late, late
@@ -334,8 +353,8 @@ def test_firmware_survives_adversarial_inputs(build_env, mnist_dir, capsys):
     agree = int((classes == want).sum())
     with capsys.disabled():
         detail = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
-        print(f"\n  device fuzz: {bad_sent} adversarial inputs ({detail}); {good} good INFER requests, "
-              f"each answered once, {agree}/{n_images} classes as the host model; "
+        print(f"\n  device fuzz: {bad_sent} adversarial inputs ({detail}); {good} good INFER and INFER_BATCH requests "
+              f"({n_images} images), each image answered once, {agree}/{n_images} classes as the host model; "
               f"{link.undecodable} undecodable reply frames; INFO answered ({info.board})")
     assert sorted(answered) == list(range(n_images))
     assert agree == n_images, np.flatnonzero(classes != want)[:10]

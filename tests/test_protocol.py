@@ -377,12 +377,17 @@ def firmware_decoder():
 
     lib = ctypes.CDLL(str(build_shared([FIRMWARE_DIR / "app" / "image.c"], [FIRMWARE_DIR / "app"])))
     lib.image_decode.restype = ctypes.c_int
-    lib.image_decode.argtypes = [ctypes.c_uint8, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
+    lib.image_decode.argtypes = [ctypes.c_uint8, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t),
+                                 ctypes.c_char_p, ctypes.c_size_t]
 
-    def decode(payload: bytes, size: int = 784):
-        out = ctypes.create_string_buffer(size)
-        rc = lib.image_decode(payload[0], payload[1:], len(payload) - 1, out, size)
-        return rc, out.raw
+    def decode(payload: bytes, size: int = 784, prefix: bool = False):
+        """(rc, pixels), as INFER sees it (the image must fill the payload; trailing bytes are
+        detail 2); prefix: (rc, pixels, bytes taken with the encoding byte), as INFER_BATCH."""
+        out, used = ctypes.create_string_buffer(size), ctypes.c_size_t(0)
+        rc = lib.image_decode(payload[0], payload[1:], len(payload) - 1, ctypes.byref(used), out, size)
+        if prefix:
+            return rc, out.raw, 1 + used.value
+        return (2 if rc == 0 and 1 + used.value != len(payload) else rc), out.raw
 
     return decode
 
@@ -448,3 +453,52 @@ def test_context_tables_are_rebuilt_from_the_training_set():
     root = os.environ.get("MNIST_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "mnist"))
     images, _ = load_mnist("train", root)
     assert C.build_tables(images.reshape(len(images), -1)) == C.tables()
+
+
+# ---------------------------------------------------------------- INFER_BATCH (version 5)
+
+def _mixed_payloads():
+    """Every encoding, in turn: batches must find each image's end whatever it is coded in."""
+    images = list(_mnist_sample(30)) + _edge_images()
+    encs = [P.ENC_CONTEXT, P.ENC_ZERO_RUN, P.ENC_RAW]
+    return images, [P.encode_images([px], encs[i % 3])[0] for i, px in enumerate(images)]
+
+
+def test_every_encoding_is_self_delimiting():
+    images, payloads = _mixed_payloads()
+    for px, payload in zip(images, payloads):
+        assert P.decode_image_prefix(payload + b"\x03\x01\x02", 784) == (px.tobytes(), len(payload))
+        with pytest.raises(P.ProtocolError):  # INFER itself still wants the image to fill the payload
+            P.decode_image(payload + b"\x01", 784)
+
+
+def test_batches_pack_every_image_once_in_order_within_a_frame():
+    images, payloads = _mixed_payloads()
+    got = list(P.batches(enumerate(payloads), 8))
+    assert [k for keys, _ in got for k in keys] == list(range(len(payloads)))
+    for keys, payload in got:
+        assert 1 <= len(keys) <= 8 and len(payload) <= P.MAX_PAYLOAD
+        assert P.split_batch(payload, 784) == [images[k].tobytes() for k in keys]
+    # greedy: a batch under 8 images is one the next image would have overflowed
+    for (keys, payload), (nxt, _) in zip(got, got[1:]):
+        assert len(keys) == 8 or len(payload) + len(payloads[nxt[0]]) > P.MAX_PAYLOAD
+    small = P.encode_images(_mnist_sample(30), P.ENC_CONTEXT)  # ~128 bytes each
+    assert max(len(keys) for keys, _ in P.batches(enumerate(small), 8)) == 8
+    assert [len(keys) for keys, _ in P.batches(enumerate(payloads), 1)] == [1] * len(payloads)
+    with pytest.raises(ValueError):
+        list(P.batches(enumerate(payloads), 256))
+
+
+def test_firmware_decoder_finds_where_each_image_ends(firmware_decoder):
+    """image.c's *used is what INFER_BATCH steps by: back to back, every image decodes to its
+    pixels and ends where the Python decoder says."""
+    images, payloads = _mixed_payloads()
+    stream = b"".join(payloads)
+    pos = 0
+    for px, payload in zip(images, payloads):
+        rc, out, used = firmware_decoder(stream[pos:], prefix=True)
+        assert (rc, out, used) == (0, px.tobytes(), len(payload))
+        pos += used
+    assert pos == len(stream)
+    for cut in payloads[:3]:  # the batch's last image cut short: every encoding says so
+        assert firmware_decoder(cut[:-2], prefix=True)[0] == 2

@@ -133,6 +133,46 @@ def test_every_image_encoding_gives_the_same_answer_on_the_device(build_env, mni
         assert dev.infer(px[0], encoding=P.ENC_CONTEXT).cls == answers[P.ENC_RAW][0].cls
 
 
+def test_batches_on_the_device_answer_like_single_requests(build_env, mnist_dir):
+    """INFER_BATCH on the real firmware (protocol version 5): the same class, outputs and (+-1)
+    ticks as one INFER per image, in fewer bytes; images of every encoding in one batch; 150
+    blank images in one frame; a damaged image ends its batch with ERROR bad payload after the
+    images before it; an empty batch is a bad length; and the device goes on answering."""
+    import itertools
+
+    from mnist_mcu.evaluate import load_test_set
+    from mnist_mcu.transport import DeviceErrorReply
+
+    env = build_env("qemu_f405_int8")
+    px, _ = load_test_set(mnist_dir, 48)
+    with Qemu(env.elf, env.qemu_machine, timeout=5) as q:
+        dev = q.device
+        dev.retries = 0
+        sent0 = dev.bytes_sent
+        single = dict(dev.infer_many(enumerate(px), window=2, batch=1))
+        sent1 = dev.bytes_sent
+        batched = dict(dev.infer_many(enumerate(px), window=2, batch=8))
+        assert sent1 - sent0 - (dev.bytes_sent - sent1) >= 4 * len(px)  # ~5.5 bytes per image fewer
+        mixed = [(i, P.encode_images([px[i]], enc)[0]) for i, enc in zip(range(9), itertools.cycle(P.ENCODINGS))]
+        by_enc = dict(dev.infer_payloads(mixed, window=1, batch=8))
+        for answers in (batched, by_enc):
+            for i, res in answers.items():
+                assert (res.cls == single[i].cls and np.array_equal(res.outputs, single[i].outputs)
+                        and abs(res.ticks - single[i].ticks) <= 1), i
+        blank = dict(dev.infer_many(enumerate(np.zeros((150, 784), np.uint8)), window=1, batch=255))
+        assert sorted(blank) == list(range(150)) and len({r.cls for r in blank.values()}) == 1
+        good = [P.encode_image(p) for p in px[:3]]
+        seen = []
+        with pytest.raises(DeviceErrorReply) as err:
+            for key, _ in dev.infer_payloads([(0, good[0]), (1, good[1][:-2]), (2, good[2])], batch=8):
+                seen.append(key)
+        assert seen == [0] and (err.value.error.code, err.value.error.detail) == (P.ERR_BAD_PAYLOAD, 2)
+        with pytest.raises(DeviceErrorReply) as err:
+            dev.request(P.INFER_BATCH, b"")
+        assert (err.value.error.code, err.value.error.detail) == (P.ERR_BAD_PAYLOAD, 3)
+        assert dev.infer(px[5]).cls == single[5].cls
+
+
 def test_serial_target_against_a_hand_started_qemu_reports_instructions(build_env, mnist_dir, tmp_path):
     """Issue 9: the README's recipe (QEMU started by hand, evaluate --target serial socket://)
     printed QEMU's ticks as 'cycles/inference'. The firmware now says its ticks are emulated."""

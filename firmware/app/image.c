@@ -3,15 +3,14 @@
 #include "image_tables.h"
 #include "protocol.h"
 
-/* Zero-run: a non-zero byte is a pixel; 0x00 n (n >= 1) is n zero pixels. */
-static int decode_zero_run(const uint8_t *src, size_t len, uint8_t *pixels, size_t size)
+/* Zero-run: a non-zero byte is a pixel; 0x00 n (n >= 1) is n zero pixels. The image
+ * ends with its size-th pixel; *used gets the bytes up to there. */
+static int decode_zero_run(const uint8_t *src, size_t len, size_t *used, uint8_t *pixels, size_t size)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
+    size_t o = 0, i = 0;
+    while (i < len && o < size) {
         uint8_t b = src[i++];
         if (b != 0) {
-            if (o == size)
-                return DETAIL_BAD_IMAGE;
             pixels[o++] = b;
             continue;
         }
@@ -20,6 +19,7 @@ static int decode_zero_run(const uint8_t *src, size_t len, uint8_t *pixels, size
         for (size_t end = o + src[i++]; o < end;)
             pixels[o++] = 0;
     }
+    *used = i;
     return o == size ? 0 : DETAIL_BAD_IMAGE;
 }
 
@@ -57,7 +57,7 @@ static unsigned on(const uint8_t *px, int row, int col)
     return row >= 0 && row < SIDE && col >= 0 && col < SIDE && px[row * SIDE + col] != 0;
 }
 
-static int decode_context(const uint8_t *src, size_t len, uint8_t *px, size_t size)
+static int decode_context(const uint8_t *src, size_t len, size_t *used, uint8_t *px, size_t size)
 {
     if (size != SIDE * SIDE)
         return DETAIL_BAD_ENCODING; /* the tables are for 28x28 digits */
@@ -91,22 +91,25 @@ static int decode_context(const uint8_t *src, size_t len, uint8_t *px, size_t si
             return DETAIL_BAD_IMAGE;
         px[i] = (uint8_t)(node - 256u);
     }
-    return r.bad || r.pos != len || r.x != RANS_L ? DETAIL_BAD_IMAGE : 0;
+    *used = r.pos;
+    return r.bad || r.x != RANS_L ? DETAIL_BAD_IMAGE : 0;
 }
 
-int image_decode(uint8_t encoding, const uint8_t *src, size_t len, uint8_t *pixels, size_t size)
+int image_decode(uint8_t encoding, const uint8_t *src, size_t len, size_t *used, uint8_t *pixels, size_t size)
 {
+    *used = 0;
     switch (encoding) {
     case ENC_RAW:
-        if (len != size)
+        if (len < size)
             return DETAIL_BAD_IMAGE;
         for (size_t i = 0; i < size; i++)
             pixels[i] = src[i];
+        *used = size;
         return 0;
     case ENC_ZERO_RUN:
-        return decode_zero_run(src, len, pixels, size);
+        return decode_zero_run(src, len, used, pixels, size);
     case ENC_CONTEXT:
-        return decode_context(src, len, pixels, size);
+        return decode_context(src, len, used, pixels, size);
     default:
         return DETAIL_BAD_ENCODING;
     }

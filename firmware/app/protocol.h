@@ -1,8 +1,9 @@
-/* Constants of the serial protocol, version 3 (docs/protocol.md). */
+/* Constants of the serial protocol, version 5 (docs/protocol.md). */
 #ifndef PROTOCOL_H
 #define PROTOCOL_H
 
-#define PROTOCOL_VERSION 4u /* 2: INFO ends with tick_unit; 3: PROFILE; 4: image encoding 3 replaces 2 */
+/* 2: INFO ends with tick_unit; 3: PROFILE; 4: image encoding 3 replaces 2; 5: INFER_BATCH */
+#define PROTOCOL_VERSION 5u
 
 #define BODY_MAX 1024u   /* type + seq + payload + crc */
 #define BODY_OVERHEAD 4u /* type, seq, crc16 */
@@ -10,7 +11,8 @@
 enum msg_type {
     MSG_INFO = 0x01,
     MSG_INFER = 0x02,
-    MSG_PROFILE = 0x03, /* per-layer ticks of the last inference and since reset */
+    MSG_PROFILE = 0x03,     /* per-layer ticks of the last inference and since reset */
+    MSG_INFER_BATCH = 0x04, /* several images in one frame, one reply each (version 5) */
     MSG_FAULT = 0x7E,
     MSG_ERROR = 0x7F,
     MSG_REPLY = 0x80, /* reply type = request type | MSG_REPLY */

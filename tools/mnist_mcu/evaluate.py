@@ -26,6 +26,7 @@ from .evaluation.metrics import output_similarity  # noqa: F401 - public helper 
 from .evaluation.reference import load_test_set
 from .evaluation.report import summary_lines
 from .evaluation.session import (
+    DEFAULT_BATCH,
     DEFAULT_JOBS,
     DEFAULT_WINDOW_QEMU,
     DEFAULT_WINDOW_SERIAL,
@@ -58,6 +59,7 @@ class EvalOptions:
     progress: bool | None = None        # None: bar on a terminal, periodic lines otherwise
     upload: bool = False
     encoding: int = P.ENC_DEFAULT
+    batch: int = DEFAULT_BATCH          # images per request frame
     echo: Callable = field(default=click.echo, repr=False)
 
     def resolved_window(self, target: str) -> int:
@@ -72,6 +74,8 @@ def _validate(opts: EvalOptions, env) -> str:
         raise UserError("--target serial needs --port (e.g. /dev/ttyACM0, socket://HOST:PORT, rfc2217://HOST:PORT)")
     if opts.window is not None and not 1 <= opts.window <= MAX_WINDOW:
         raise UserError(f"--window must be 1..{MAX_WINDOW} (requests in flight; the protocol has 255 sequence numbers)")
+    if not 1 <= opts.batch <= 255:
+        raise UserError("--batch must be 1..255 (images per request frame; the reply numbers them in a byte)")
     if not opts.timeout > 0:
         raise UserError("--timeout must be more than 0 seconds")
     if opts.jobs < 1:
@@ -125,7 +129,8 @@ def evaluate(opts: EvalOptions) -> dict:
         opts.echo(f"flashing {env.name} ...", err=True)
         fw.upload(env)
 
-    stream_opts = StreamOptions(window=window, timeout=opts.timeout, progress=opts.progress, encoding=opts.encoding)
+    stream_opts = StreamOptions(window=window, timeout=opts.timeout, progress=opts.progress, encoding=opts.encoding,
+                              batch=opts.batch)
     if target == "qemu":
         from .qemu import ICOUNT_SHIFT as shift
 
@@ -139,6 +144,7 @@ def evaluate(opts: EvalOptions) -> dict:
     dev_codes = R.device_codes(env.model_dir, run.outputs) if ref.ort_codes is not None else None
     metrics = M.compute_metrics(run, labels, ref, shift, dev_codes)
     report = Rep.build(env, target, opts.port, run, labels, metrics, window, sizes, opts.encoding)
+    report["batch"] = opts.batch
     if warm is not None:
         warm.result()
         report.update(Rep.write_plots(report, json_path, pixels, labels, run, ref))
@@ -168,6 +174,8 @@ def evaluate(opts: EvalOptions) -> dict:
 @click.option("--window", type=click.IntRange(1, MAX_WINDOW), default=None,
               help=f"requests in flight per device, 1..{MAX_WINDOW} (default {DEFAULT_WINDOW_QEMU} under QEMU, "
                    f"{DEFAULT_WINDOW_SERIAL} on a board)")
+@click.option("--batch", type=click.IntRange(1, 255), default=DEFAULT_BATCH, show_default=True,
+              help="images per request frame, as many as fit in one (1: a frame per image)")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
               help="seconds to wait for each reply")
 @click.option("--no-plots", is_flag=True, help="skip the PNG plots")
@@ -178,12 +186,12 @@ def evaluate(opts: EvalOptions) -> dict:
                    "(KEY=VALUE: every free place with that tag)")
 @click.option("--coordinator", envvar="LG_COORDINATOR", default=None,
               help="--target labgrid: the labgrid coordinator HOST:PORT [env: LG_COORDINATOR; default 127.0.0.1:20408]")
-def cli(env_name, target, port, limit, json_path, data_dir, model, jobs, no_build, window, timeout, no_plots,
-        upload, places, coordinator):
+def cli(env_name, target, port, limit, json_path, data_dir, model, jobs, no_build, window, batch, timeout,
+        no_plots, upload, places, coordinator):
     """Run the test set on the device and compare it with the host model."""
     opts = EvalOptions(env=env_name, target=target, port=port, limit=limit, json_path=json_path,
                        data_dir=data_dir, model=model, jobs=jobs, build=not no_build, window=window,
-                       timeout=timeout, plots=not no_plots, upload=upload)
+                       batch=batch, timeout=timeout, plots=not no_plots, upload=upload)
     if target == "labgrid":
         from .farm import evaluate_on_places
 

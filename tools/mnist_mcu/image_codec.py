@@ -150,6 +150,15 @@ def _encode_chunk(images: np.ndarray) -> list[bytes]:
 
 def decode(data: bytes, size: int = SIZE) -> bytes:
     """The device's decoder in Python (tests, fakes); same checks as firmware/app/image.c."""
+    px, used = decode_prefix(data, size)
+    if used != len(data):
+        raise CodecError("context: trailing or damaged data after the image")
+    return px
+
+
+def decode_prefix(data: bytes, size: int = SIZE) -> tuple[bytes, int]:
+    """Decodes the image at the start of `data` -> (pixels, bytes it took): the image ends at
+    its last decision, where the state is back at 2^23 (INFER_BATCH puts images back to back)."""
     if size != SIZE:
         raise CodecError(f"context: defined for {SIZE} pixels, not {size}")
     if len(data) < 4:
@@ -189,9 +198,9 @@ def decode(data: bytes, size: int = SIZE) -> bytes:
         if node == 256:
             raise CodecError("context: a non-zero pixel decoded to 0")
         px[i] = node - 256
-    if pos != len(data) or x != RANS_L:
-        raise CodecError("context: trailing or damaged data after the image")
-    return bytes(px)
+    if x != RANS_L:
+        raise CodecError("context: damaged data (the state does not end at 2^23)")
+    return bytes(px), pos
 
 
 # ------------------------------------------------------------------ building the tables

@@ -1,4 +1,4 @@
-"""Serial protocol version 4 (docs/protocol.md): framing, messages, image encodings.
+"""Serial protocol version 5 (docs/protocol.md): framing, messages, image encodings.
 
 wire  := COBS(body) 0x00
 body  := type:u8 seq:u8 payload crc:u16le   (CRC-16/CCITT-FALSE over type, seq, payload)
@@ -15,18 +15,21 @@ from typing import Any
 
 import numpy as np
 
-VERSION = 4  # 2: INFO says what its ticks count (tick_unit); 3: PROFILE (per-layer ticks);
-#             4: image encoding 3 (context) replaces 2 (Huffman)
+VERSION = 5  # 2: INFO says what its ticks count (tick_unit); 3: PROFILE (per-layer ticks);
+#             4: image encoding 3 (context) replaces 2 (Huffman); 5: INFER_BATCH
 MAX_BODY = 1024
 
 # Message types
 INFO = 0x01
 INFER = 0x02
 PROFILE = 0x03
+INFER_BATCH = 0x04  # several images in one frame, one reply each (version 5)
 REPLY_BIT = 0x80
 INFO_REPLY = INFO | REPLY_BIT
 INFER_REPLY = INFER | REPLY_BIT
 PROFILE_REPLY = PROFILE | REPLY_BIT
+INFER_BATCH_REPLY = INFER_BATCH | REPLY_BIT
+MAX_PAYLOAD = MAX_BODY - 4  # type, seq and the CRC take the rest of a body
 PROFILE_CLEAR = 0x01  # PROFILE request flag: zero the statistics after answering
 ERROR = 0x7F
 FAULT = 0x7E
@@ -254,9 +257,17 @@ def zero_run_encode(pixels) -> bytes:
 
 
 def zero_run_decode(data: bytes, size: int | None = None) -> bytes:
+    out, used = _zero_run_decode(data, size)
+    if size is not None and used != len(data):
+        raise ProtocolError(f"zero-run: {len(data) - used} bytes after the {size}-th pixel")
+    return out
+
+
+def _zero_run_decode(data: bytes, size: int | None) -> tuple[bytes, int]:
+    """-> (pixels, bytes taken): up to the size-th pixel (all of data when size is None)."""
     out = bytearray()
     i, n = 0, len(data)
-    while i < n:
+    while i < n and (size is None or len(out) < size):
         b = data[i]
         if b:
             out.append(b)
@@ -271,7 +282,7 @@ def zero_run_decode(data: bytes, size: int | None = None) -> bytes:
             i += 2
     if size is not None and len(out) != size:
         raise ProtocolError(f"zero-run: decoded {len(out)} pixels, expected {size}")
-    return bytes(out)
+    return bytes(out), i
 
 
 def encode_image(pixels, encoding: int = ENC_DEFAULT) -> bytes:
@@ -316,23 +327,65 @@ def _zero_run_payload(row: np.ndarray) -> bytes:
 
 def decode_image(payload: bytes, size: int) -> bytes:
     """INFER request payload -> raw pixels (the device's side; used by tests and fakes)."""
+    px, used = decode_image_prefix(payload, size)
+    if used != len(payload):
+        raise ProtocolError(f"{len(payload) - used} bytes after the image")
+    return px
+
+
+def decode_image_prefix(payload: bytes, size: int) -> tuple[bytes, int]:
+    """The image at the start of `payload` (encoding byte first) -> (pixels, bytes it took,
+    encoding byte included); every encoding is self-delimiting, as INFER_BATCH needs."""
     if not payload:
         raise ProtocolError("empty INFER payload")
     enc, data = payload[0], payload[1:]
     if enc == ENC_RAW:
-        if len(data) != size:
+        if len(data) < size:
             raise ProtocolError(f"raw image of {len(data)} bytes, expected {size}")
-        return bytes(data)
+        return bytes(data[:size]), 1 + size
     if enc == ENC_ZERO_RUN:
-        return zero_run_decode(data, size)
+        px, used = _zero_run_decode(data, size)
+        return px, 1 + used
     if enc == ENC_CONTEXT:
-        from .image_codec import CodecError, decode
+        from .image_codec import CodecError, decode_prefix
 
         try:
-            return decode(data, size)
+            px, used = decode_prefix(data, size)
         except CodecError as exc:
             raise ProtocolError(str(exc)) from None
+        return px, 1 + used
     raise ProtocolError(f"unknown encoding {enc}")
+
+
+def split_batch(payload: bytes, size: int) -> list[bytes]:
+    """INFER_BATCH payload -> the images' pixels (the device's side; tests and fakes)."""
+    images, pos = [], 0
+    if not payload:
+        raise ProtocolError("empty INFER_BATCH payload")
+    while pos < len(payload):
+        px, used = decode_image_prefix(payload[pos:], size)
+        images.append(px)
+        pos += used
+    return images
+
+
+def batches(items, max_images: int, max_bytes: int = MAX_PAYLOAD):
+    """(key, INFER payload) items -> (keys, INFER_BATCH payload): as many images back to back
+    as fit in one frame's payload, at most max_images (1..255: the reply's index is a u8)."""
+    if not 1 <= max_images <= 255:
+        raise ValueError(f"a batch holds 1..255 images, not {max_images}")
+    keys: list = []
+    parts: list[bytes] = []
+    size = 0
+    for key, payload in items:
+        if keys and (len(keys) == max_images or size + len(payload) > max_bytes):
+            yield keys, b"".join(parts)
+            keys, parts, size = [], [], 0
+        keys.append(key)
+        parts.append(payload)
+        size += len(payload)
+    if keys:
+        yield keys, b"".join(parts)
 
 
 # ---------------------------------------------------------------- messages
@@ -474,6 +527,10 @@ def parse_info(payload: bytes) -> Info:
 def pack_infer_reply(cls: int, outputs, ticks: int) -> bytes:
     out = np.asarray(outputs, dtype="<f4").ravel()
     return bytes((cls, len(out))) + out.tobytes() + struct.pack("<I", ticks)
+
+
+def pack_infer_batch_reply(index: int, cls: int, outputs, ticks: int) -> bytes:
+    return bytes((index,)) + pack_infer_reply(cls, outputs, ticks)
 
 
 def parse_infer_reply(payload: bytes) -> InferResult:

@@ -269,7 +269,9 @@ class Device:
             raise ValueError(f"window must be at least 1, got {window}")
         window = min(window, MAX_IN_FLIGHT)  # more would leave no free sequence number
         timeout = self.timeout if timeout is None else timeout
-        pending: dict[int, list] = {}  # seq -> [key, type, wire, attempts, deadline]
+        # seq -> [key, type, wire, attempts, deadline, indices answered (INFER_BATCH: key is
+        # the images' keys, one reply each)]
+        pending: dict[int, list] = {}
         exhausted = sent = False
         while True:
             while not exhausted and len(pending) < window:
@@ -287,7 +289,7 @@ class Device:
                 # starts on a boundary (1 byte less per image, and bytes are what an emulated
                 # UART costs); a resend, after an error or a timeout, always has it.
                 wire = P.encode_frame(type_, seq, payload)
-                pending[seq] = [key, type_, wire, 0, time.monotonic() + timeout]
+                pending[seq] = [key, type_, wire, 0, time.monotonic() + timeout, set()]
                 self.write_raw(wire if sent else b"\x00" + wire)
                 sent = True
             if not pending:
@@ -298,7 +300,7 @@ class Device:
                 if self._check_unsolicited(frame, pending):
                     continue
                 entry = pending[frame.seq]
-                key, type_, wire, attempts, _ = entry
+                key, type_, wire, attempts, _, answered = entry
                 if frame.type == P.ERROR:
                     try:
                         err = P.parse_error(frame.payload)
@@ -314,6 +316,17 @@ class Device:
                         f"{err.describe()}", err, frame.seq)
                 if frame.type != (type_ | P.REPLY_BIT):
                     self.stray_replies += 1
+                    continue
+                if type_ == P.INFER_BATCH:
+                    index = frame.payload[0] if frame.payload else len(key)
+                    if index >= len(key) or index in answered:  # a resent batch answers from 0 again
+                        self.stray_replies += 1
+                        continue
+                    answered.add(index)
+                    entry[4] = time.monotonic() + timeout  # it works through the batch: wait on
+                    if len(answered) == len(key):
+                        del pending[frame.seq]
+                    yield key[index], P.Frame(frame.type, frame.seq, frame.payload[1:])
                     continue
                 del pending[frame.seq]
                 yield key, frame
@@ -384,11 +397,12 @@ class Device:
             raise DeviceError(f"{self.name}: unreadable INFER reply: {exc}") from None
 
     def infer_many(self, items: Iterable, window: int = 1, encoding: int | None = None,
-                   timeout: float | None = None) -> Iterator[tuple[object, P.InferResult]]:
+                   timeout: float | None = None, batch: int = 1) -> Iterator[tuple[object, P.InferResult]]:
         """items: iterable of (key, pixels). Yields (key, InferResult) as replies arrive.
 
         window > 1 keeps several requests in flight, which hides the device's compute time;
         use it only where the link buffers bytes while the device is busy (QEMU does).
+        batch > 1 sends up to that many images per frame (INFER_BATCH).
         """
         enc = self.encoding if encoding is None else encoding
 
@@ -397,13 +411,17 @@ class Device:
             while chunk := list(itertools.islice(it, ENCODE_CHUNK)):
                 yield from zip((key for key, _ in chunk), P.encode_images([px for _, px in chunk], enc))
 
-        return self.infer_payloads(encoded(), window=window, timeout=timeout)
+        return self.infer_payloads(encoded(), window=window, timeout=timeout, batch=batch)
 
-    def infer_payloads(self, items: Iterable, window: int = 1,
-                       timeout: float | None = None) -> Iterator[tuple[object, P.InferResult]]:
-        """infer_many for images already encoded: items of (key, INFER payload)."""
-        for key, frame in self._run_requests(((key, P.INFER, payload) for key, payload in items),
-                                             window=window, timeout=timeout):
+    def infer_payloads(self, items: Iterable, window: int = 1, timeout: float | None = None,
+                       batch: int = 1) -> Iterator[tuple[object, P.InferResult]]:
+        """infer_many for images already encoded: items of (key, INFER payload). batch > 1:
+        up to that many images per INFER_BATCH frame (window then counts frames)."""
+        if batch > 1:
+            requests = ((keys, P.INFER_BATCH, payload) for keys, payload in P.batches(items, batch))
+        else:
+            requests = ((key, P.INFER, payload) for key, payload in items)
+        for key, frame in self._run_requests(requests, window=window, timeout=timeout):
             yield key, self._parse_infer(frame)
 
     def wait_ready(self, total: float = 10.0, attempt_timeout: float = 1.0) -> P.Info:
