@@ -484,6 +484,9 @@ def test_batches_pack_every_image_once_in_order_within_a_frame():
         assert len(keys) == 8 or len(payload) + len(payloads[nxt[0]]) > P.MAX_PAYLOAD
     small = P.encode_images(_mnist_sample(30), P.ENC_CONTEXT)  # ~128 bytes each
     assert max(len(keys) for keys, _ in P.batches(enumerate(small), 8)) == 8
+    pulled = []  # a full batch goes at once: it takes no image from a shared queue for later
+    first = next(P.batches((pulled.append(i) or (i, b"\x01\x00\xff") for i in range(20)), 8))
+    assert first[0] == list(range(8)) and pulled == list(range(8))
     assert [len(keys) for keys, _ in P.batches(enumerate(payloads), 1)] == [1] * len(payloads)
     with pytest.raises(ValueError):
         list(P.batches(enumerate(payloads), 256))

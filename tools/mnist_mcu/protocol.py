@@ -378,12 +378,15 @@ def batches(items, max_images: int, max_bytes: int = MAX_PAYLOAD):
     parts: list[bytes] = []
     size = 0
     for key, payload in items:
-        if keys and (len(keys) == max_images or size + len(payload) > max_bytes):
+        if keys and size + len(payload) > max_bytes:
             yield keys, b"".join(parts)
             keys, parts, size = [], [], 0
         keys.append(key)
         parts.append(payload)
         size += len(payload)
+        if len(keys) == max_images:  # at once: a full batch does not wait for (and take) the next image
+            yield keys, b"".join(parts)
+            keys, parts, size = [], [], 0
     if keys:
         yield keys, b"".join(parts)
 
