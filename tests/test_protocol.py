@@ -478,7 +478,7 @@ def test_batches_pack_every_image_once_in_order_within_a_frame():
     assert [k for keys, _ in got for k in keys] == list(range(len(payloads)))
     for keys, payload in got:
         assert 1 <= len(keys) <= 8 and len(payload) <= P.MAX_PAYLOAD
-        assert P.split_batch(payload, 784) == [images[k].tobytes() for k in keys]
+        assert list(P.batch_images(payload, 784)) == [images[k].tobytes() for k in keys]
     # greedy: a batch under 8 images is one the next image would have overflowed
     for (keys, payload), (nxt, _) in zip(got, got[1:]):
         assert len(keys) == 8 or len(payload) + len(payloads[nxt[0]]) > P.MAX_PAYLOAD

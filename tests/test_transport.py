@@ -118,16 +118,13 @@ class FakeDevice:
                 return [(P.ERROR, frame.seq, P.pack_error(P.ERR_BAD_PAYLOAD))]
             return [(P.INFER_REPLY, frame.seq, P.pack_infer_reply(*self._infer(px)))]
         if frame.type == P.INFER_BATCH:  # one reply per image; a bad image ends the batch
-            replies, pos = [], 0
-            while pos < len(frame.payload):
-                try:
-                    px, used = P.decode_image_prefix(frame.payload[pos:], 784)
-                except P.ProtocolError:
-                    return replies + [(P.ERROR, frame.seq, P.pack_error(P.ERR_BAD_PAYLOAD))]
-                replies.append((P.INFER_BATCH_REPLY, frame.seq,
-                                P.pack_infer_batch_reply(len(replies), *self._infer(px))))
-                pos += used
-            return replies or [(P.ERROR, frame.seq, P.pack_error(P.ERR_BAD_PAYLOAD))]
+            replies = []
+            try:
+                for i, px in enumerate(P.batch_images(frame.payload, 784)):
+                    replies.append((P.INFER_BATCH_REPLY, frame.seq, P.pack_infer_batch_reply(i, *self._infer(px))))
+            except P.ProtocolError:
+                replies.append((P.ERROR, frame.seq, P.pack_error(P.ERR_BAD_PAYLOAD)))
+            return replies
         if frame.type == P.PROFILE:
             return [(P.PROFILE_REPLY, frame.seq, self._profile(frame.payload))]
         return [(P.ERROR, frame.seq, P.pack_error(P.ERR_UNKNOWN_TYPE, frame.type))]

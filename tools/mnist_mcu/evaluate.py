@@ -143,8 +143,7 @@ def evaluate(opts: EvalOptions) -> dict:
     ref = reference.result()
     dev_codes = R.device_codes(env.model_dir, run.outputs) if ref.ort_codes is not None else None
     metrics = M.compute_metrics(run, labels, ref, shift, dev_codes)
-    report = Rep.build(env, target, opts.port, run, labels, metrics, window, sizes, opts.encoding)
-    report["batch"] = opts.batch
+    report = Rep.build(env, target, opts.port, run, labels, metrics, window, sizes, opts.encoding, opts.batch)
     if warm is not None:
         warm.result()
         report.update(Rep.write_plots(report, json_path, pixels, labels, run, ref))

@@ -148,17 +148,11 @@ def _encode_chunk(images: np.ndarray) -> list[bytes]:
     return result
 
 
-def decode(data: bytes, size: int = SIZE) -> bytes:
-    """The device's decoder in Python (tests, fakes); same checks as firmware/app/image.c."""
-    px, used = decode_prefix(data, size)
-    if used != len(data):
-        raise CodecError("context: trailing or damaged data after the image")
-    return px
-
-
 def decode_prefix(data: bytes, size: int = SIZE) -> tuple[bytes, int]:
-    """Decodes the image at the start of `data` -> (pixels, bytes it took): the image ends at
-    its last decision, where the state is back at 2^23 (INFER_BATCH puts images back to back)."""
+    """The device's decoder in Python (tests, fakes; same checks as firmware/app/image.c): the
+    image at the start of `data` -> (pixels, bytes it took). The image ends at its last decision,
+    where the state is back at 2^23 (INFER_BATCH puts images back to back); protocol.decode_image
+    refuses bytes after it."""
     if size != SIZE:
         raise CodecError(f"context: defined for {SIZE} pixels, not {size}")
     if len(data) < 4:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import binascii
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -357,16 +358,16 @@ def decode_image_prefix(payload: bytes, size: int) -> tuple[bytes, int]:
     raise ProtocolError(f"unknown encoding {enc}")
 
 
-def split_batch(payload: bytes, size: int) -> list[bytes]:
-    """INFER_BATCH payload -> the images' pixels (the device's side; tests and fakes)."""
-    images, pos = [], 0
+def batch_images(payload: bytes, size: int) -> Iterator[bytes]:
+    """INFER_BATCH payload -> each image's pixels in turn (the device's side; tests and fakes).
+    Raises ProtocolError at the first image that does not decode, after the ones before it."""
     if not payload:
         raise ProtocolError("empty INFER_BATCH payload")
+    pos = 0
     while pos < len(payload):
         px, used = decode_image_prefix(payload[pos:], size)
-        images.append(px)
+        yield px
         pos += used
-    return images
 
 
 def batches(items, max_images: int, max_bytes: int = MAX_PAYLOAD):

@@ -12,7 +12,7 @@ from ..reports import confusion_matrix, write_json
 
 
 def build(env, target: str, port: str | None, run, labels, metrics: dict, window: int, sizes: dict,
-          encoding: int) -> dict:
+          encoding: int, batch: int) -> dict:
     info = run.info
     wire = run.bytes_sent + run.bytes_received
     report = {
@@ -29,6 +29,7 @@ def build(env, target: str, port: str | None, run, labels, metrics: dict, window
         "stream_seconds": round(run.stream_seconds, 3),
         "instances": run.instances,
         "window": window,
+        "batch": batch,
         "encoding": P.ENCODING_NAMES.get(encoding, encoding),
         "wire_bytes_per_image": round((run.bytes_sent + run.bytes_received) / len(labels), 1) if len(labels) else None,
         "bytes_sent": run.bytes_sent,
